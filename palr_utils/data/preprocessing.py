@@ -1,0 +1,133 @@
+"""PALR's preprocessing, one small step per function.
+
+1. every rating becomes an implicit interaction;
+2. repeated user-item pairs keep their first (earliest) occurrence;
+3. each user's history is sorted by time (stable, so ties keep file order);
+4. iterative 5-core: drop users and items with fewer than 5 interactions until none remain;
+5. contiguous ids 0..n-1 from the sorted original ids (the maps are kept);
+6. leave-one-out: last interaction = test, second-to-last = validation, the rest = train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from palr_utils.constants import (
+    ITEM,
+    RAW_ITEM,
+    RAW_USER,
+    SPLIT,
+    TEST,
+    TIMESTAMP,
+    TRAIN,
+    USER,
+    VALID,
+)
+from palr_utils.data.schema import DataFormatError, RawDataset
+
+
+def to_implicit(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Keep who interacted with what and when; any rating counts as a positive."""
+    return interactions[[USER, ITEM, TIMESTAMP]].copy()
+
+
+def sort_chronologically(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Sort by user, then time; mergesort is stable, so equal timestamps keep file order."""
+    return interactions.sort_values([USER, TIMESTAMP], kind="mergesort").reset_index(drop=True)
+
+
+def drop_duplicate_pairs(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Keep the first occurrence of each (user, item) pair in the given order."""
+    return interactions.drop_duplicates([USER, ITEM], keep="first").reset_index(drop=True)
+
+
+def k_core(interactions: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+    """Iteratively drop users and items with fewer than ``k`` interactions.
+
+    Removing a sparse item can push a user below ``k`` and vice versa, so we
+    repeat until a pass removes nothing.
+    """
+    frame = interactions
+    while True:
+        user_counts = frame[USER].map(frame[USER].value_counts())
+        item_counts = frame[ITEM].map(frame[ITEM].value_counts())
+        keep = (user_counts >= k) & (item_counts >= k)
+        if keep.all():
+            return frame.reset_index(drop=True)
+        frame = frame[keep]
+        if frame.empty:
+            raise DataFormatError(f"no interactions survive the {k}-core filter; the data set is too sparse")
+
+
+def build_id_map(raw_ids: pd.Series) -> pd.Series:
+    """Map each distinct original id to 0..n-1 in sorted order of the original ids."""
+    ordered = np.sort(raw_ids.unique())
+    return pd.Series(np.arange(len(ordered)), index=ordered)
+
+
+def leave_one_out(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Label each user's last interaction ``test``, the one before ``valid``, the rest ``train``.
+
+    Expects chronologically sorted input and at least 3 interactions per user.
+    """
+    position_from_end = interactions.groupby(USER).cumcount(ascending=False)
+    labels = np.select([position_from_end == 0, position_from_end == 1], [TEST, VALID], default=TRAIN)
+    return interactions.assign(**{SPLIT: labels})
+
+
+@dataclass
+class ProcessedDataset:
+    """Contiguous-id interactions with a split column, plus item and user tables with the id maps."""
+
+    interactions: pd.DataFrame  # user, item, timestamp, split (chronological per user)
+    items: pd.DataFrame  # item, raw_item_id, title, attributes
+    users: pd.DataFrame  # user, raw_user_id (+ optional user information)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.interactions)
+
+
+def preprocess(raw: RawDataset, min_interactions: int = 5) -> ProcessedDataset:
+    """Run the whole PALR preprocessing on a parsed data set."""
+    frame = sort_chronologically(to_implicit(raw.interactions))
+    frame = drop_duplicate_pairs(frame)
+    frame = k_core(frame, min_interactions)
+    if min_interactions < 3 and frame.groupby(USER).size().min() < 3:
+        raise DataFormatError("leave-one-out needs at least 3 interactions per user")
+
+    user_map, item_map = build_id_map(frame[USER]), build_id_map(frame[ITEM])
+    missing_titles = set(item_map.index) - set(raw.items[ITEM])
+    if missing_titles:
+        example = sorted(missing_titles)[:5]
+        raise DataFormatError(f"{len(missing_titles)} interacted items have no title, e.g. {example}")
+    items = (
+        raw.items.drop_duplicates(ITEM)
+        .loc[lambda t: t[ITEM].isin(item_map.index)]
+        .rename(columns={ITEM: RAW_ITEM})
+    )
+    items.insert(0, ITEM, items[RAW_ITEM].map(item_map).to_numpy())
+    items = items.sort_values(ITEM).reset_index(drop=True)
+
+    users = pd.DataFrame({USER: np.arange(len(user_map)), RAW_USER: user_map.index.to_numpy()})
+    if raw.users is not None:
+        info = raw.users.drop_duplicates(USER).rename(columns={USER: RAW_USER})
+        users = users.merge(info, on=RAW_USER, how="left")
+
+    # The maps are monotone, so the chronological order per user survives the renaming.
+    frame = frame.assign(
+        **{USER: frame[USER].map(user_map).to_numpy(), ITEM: frame[ITEM].map(item_map).to_numpy()}
+    )
+    frame = leave_one_out(frame)
+    return ProcessedDataset(interactions=frame, items=items, users=users)

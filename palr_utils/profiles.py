@@ -1,0 +1,124 @@
+"""Named run profiles: every size and setting a notebook needs, in one place.
+
+A notebook asks for a profile by name (``PROFILE = "tiny"``) instead of
+repeating numbers, the way nanoGPT keeps a small config in a named file.
+
+* ``tiny``  - synthetic data, a few minutes on 2 CPU cores; what the tests run.
+* ``cpu``   - real data on a laptop CPU with a small LLaMA-architecture model.
+* ``paper`` - the paper's setting: LLaMA-7B in 4-bit on a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from palr_utils.constants import DATASETS, METRICS_DIR
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Size and shape of the seeded synthetic MovieLens-like data set."""
+
+    n_users: int = 400
+    n_items: int = 300
+    min_history: int = 3  # a few users fall below the 5-core threshold on purpose
+    max_history: int = 60
+    follow_probability: float = 0.6  # chance the next item continues a "series"
+    duplicate_rate: float = 0.02  # re-rated pairs, so de-duplication has work to do
+
+
+@dataclass(frozen=True)
+class RunProfile:
+    """Everything that differs between the tiny, cpu and paper runs."""
+
+    name: str
+    description: str
+    default_dataset: str
+    min_interactions: int = 5  # the paper's 5-core filter
+    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+
+
+PROFILES: dict[str, RunProfile] = {
+    "tiny": RunProfile(
+        name="tiny",
+        description="synthetic data, minutes on 2 CPU cores (tests)",
+        default_dataset="synthetic",
+    ),
+    "cpu": RunProfile(
+        name="cpu",
+        description="real data on a laptop CPU with SmolLM2-135M",
+        default_dataset="ml-1m",
+    ),
+    "paper": RunProfile(
+        name="paper",
+        description="the paper's setting: LLaMA-7B in 4-bit on a GPU",
+        default_dataset="ml-1m",
+    ),
+}
+
+
+def get_profile(name: str) -> RunProfile:
+    """Return the profile called ``name`` or say which names exist."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"Unknown PROFILE {name!r}; choose one of {sorted(PROFILES)}.") from None
+
+
+def project_root() -> Path:
+    """The repository root: relative paths in notebook parameters start here.
+
+    Resolving against the repository (not the current directory) means the same
+    ``DATA_DIR`` works from Jupyter (which runs in ``notebooks/``) and from
+    papermill or make (which run in the root).
+    """
+    return Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The resolved parameters of one notebook run."""
+
+    profile: RunProfile
+    dataset: str
+    data_dir: Path
+    artifact_dir: Path
+    seed: int
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.artifact_dir / METRICS_DIR
+
+
+def _resolve_path(value: str | Path | None, default: Path) -> Path:
+    if value is None or str(value) == "":
+        return default
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (project_root() / path).resolve()
+
+
+def resolve_config(
+    profile: str,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    artifact_dir: str | Path | None = None,
+    seed: int = 42,
+) -> RunConfig:
+    """Turn a notebook's ``parameters`` cell into a :class:`RunConfig`.
+
+    Empty strings mean "the default": the profile's data set, ``data/`` as the
+    download cache and ``artifacts/<PROFILE>/<DATASET>/`` for outputs.
+    """
+    run_profile = get_profile(profile)
+    dataset = dataset or run_profile.default_dataset
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown DATASET {dataset!r}; choose one of {list(DATASETS)}.")
+    root = project_root()
+    return RunConfig(
+        profile=run_profile,
+        dataset=dataset,
+        data_dir=_resolve_path(data_dir, root / "data"),
+        artifact_dir=_resolve_path(artifact_dir, root / "artifacts" / profile / dataset),
+        seed=int(seed),
+    )

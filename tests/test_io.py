@@ -1,0 +1,62 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from palr_utils.io import (
+    MissingArtifactError,
+    atomic_path,
+    read_metrics,
+    require_artifacts,
+    write_metrics,
+    write_parquet,
+)
+
+
+def test_atomic_path_leaves_nothing_behind_when_the_writer_fails(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_keeps_the_old_file_when_a_rewrite_fails(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("complete")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "complete"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_path_works_for_folders(tmp_path):
+    with atomic_path(tmp_path / "folder") as tmp:
+        tmp.mkdir()
+        (tmp / "a.txt").write_text("a")
+    assert (tmp_path / "folder" / "a.txt").read_text() == "a"
+
+
+def test_metrics_round_trip_as_flat_json(tmp_path):
+    import numpy as np
+
+    path = write_metrics(tmp_path, "01_preprocessing", {"n_users": np.int64(3), "hr@10": 0.25})
+    assert path == tmp_path / "metrics" / "01_preprocessing.json"
+    assert json.loads(path.read_text()) == {"n_users": 3, "hr@10": 0.25}
+    assert read_metrics(tmp_path, "01_preprocessing")["n_users"] == 3
+
+
+@pytest.mark.parametrize("bad", [{"nested": {"a": 1}}, {"nan": math.nan}, {"list": [1, 2]}])
+def test_metrics_refuse_what_is_not_a_flat_number(tmp_path, bad):
+    with pytest.raises((TypeError, ValueError)):
+        write_metrics(tmp_path, "x", bad)
+
+
+def test_missing_inputs_name_the_notebook_to_run_first(tmp_path):
+    write_parquet(pd.DataFrame({"a": [1]}), tmp_path / "present.parquet")
+    with pytest.raises(MissingArtifactError, match=r"absent\.parquet.*notebooks/01_preprocessing\.ipynb"):
+        require_artifacts(tmp_path, ["present.parquet", "absent.parquet"], producer="01_preprocessing")
+    with pytest.raises(FileNotFoundError, match="03_sasrec_retrieval"):
+        read_metrics(tmp_path, "03_sasrec_retrieval")

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pytest
+
+from palr_utils.profiles import PROFILES, project_root, resolve_config
+
+
+def test_three_named_profiles_exist():
+    assert set(PROFILES) == {"tiny", "cpu", "paper"}
+    assert PROFILES["tiny"].default_dataset == "synthetic"
+    assert PROFILES["cpu"].default_dataset == "ml-1m"
+
+
+def test_empty_parameters_take_the_defaults():
+    config = resolve_config("tiny", "", "", "", 7)
+    assert config.dataset == "synthetic"
+    assert config.data_dir == project_root() / "data"
+    assert config.artifact_dir == project_root() / "artifacts" / "tiny" / "synthetic"
+    assert config.metrics_dir == config.artifact_dir / "metrics"
+    assert config.seed == 7
+
+
+def test_relative_paths_start_at_the_repository_root():
+    config = resolve_config("cpu", "custom", "../shared/data/ml-1m", "/tmp/out")
+    assert config.data_dir == (project_root() / "../shared/data/ml-1m").resolve()
+    assert config.artifact_dir == Path("/tmp/out")
+
+
+@pytest.mark.parametrize(
+    "profile, dataset, message", [("huge", "", "Unknown PROFILE"), ("tiny", "netflix", "Unknown DATASET")]
+)
+def test_unknown_names_are_refused_with_the_choices(profile, dataset, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_config(profile, dataset)
