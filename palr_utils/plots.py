@@ -39,3 +39,25 @@ def plot_item_popularity(interactions: pd.DataFrame, ax: plt.Axes | None = None)
         title=f"Long tail: the top 10% of items receive {share_top:.0%} of all interactions",
     )
     return ax
+
+
+def plot_training_curves(histories: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Training loss and validation NDCG@10 per epoch, one line per model."""
+    frame = pd.concat([h.assign(model=name) for name, h in histories.items()], ignore_index=True)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    sns.lineplot(data=frame, x="epoch", y="loss", hue="model", ax=left, legend=False)
+    left.set(title="Training loss (each model's own loss)", ylabel="loss", yscale="log")
+    sns.lineplot(data=frame, x="epoch", y="val_ndcg@10", hue="model", marker="o", ax=right)
+    best = frame.loc[frame["val_ndcg@10"].idxmax()]
+    right.set(title=f"Validation NDCG@10: {best['model']} is best ({best['val_ndcg@10']:.3f})", ylabel="NDCG@10")
+    figure.tight_layout()
+    return figure
+
+
+def plot_model_comparison(results: pd.DataFrame, metric: str = "test_ndcg@10") -> plt.Axes:
+    """Bar chart of one test metric per model, best on top."""
+    ordered = results[metric].sort_values(ascending=False)
+    ax = plt.subplots(figsize=(7, 3.5))[1]
+    sns.barplot(x=ordered.to_numpy(), y=ordered.index, ax=ax, color="tab:green")
+    ax.set(xlabel=metric, ylabel="", title=f"{ordered.index[0]} leads on {metric} ({ordered.iloc[0]:.3f})")
+    return ax

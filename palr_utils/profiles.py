@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from palr_utils.constants import DATASETS, METRICS_DIR
+from palr_utils.retrieval.sasrec import SASRecConfig
+from palr_utils.retrieval.training import TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class RunProfile:
     default_dataset: str
     min_interactions: int = 5  # the paper's 5-core filter
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    sasrec_training: TrainingConfig = field(default_factory=TrainingConfig)
+    baseline_training: TrainingConfig = field(default_factory=TrainingConfig)  # BPR-MF, NCF, GRU4Rec, Caser
+    baseline_max_len: int = 200  # GRU4Rec's history length
+    n_candidates: int = 50  # the retriever's top-K that PALR re-ranks
 
 
 PROFILES: dict[str, RunProfile] = {
@@ -44,16 +51,26 @@ PROFILES: dict[str, RunProfile] = {
         name="tiny",
         description="synthetic data, minutes on 2 CPU cores (tests)",
         default_dataset="synthetic",
+        sasrec=SASRecConfig(max_len=50),
+        # 382 users: small batches give enough optimiser steps per epoch
+        sasrec_training=TrainingConfig(epochs=60, batch_size=32, learning_rate=3e-3, eval_every=2, patience=5),
+        baseline_training=TrainingConfig(epochs=60, batch_size=32, learning_rate=3e-3, eval_every=2, patience=5),
+        baseline_max_len=50,
     ),
     "cpu": RunProfile(
         name="cpu",
         description="real data on a laptop CPU with SmolLM2-135M",
         default_dataset="ml-1m",
+        # about 30 s per epoch on 2 cores for MovieLens-1M; the budget keeps training under 30 minutes
+        sasrec_training=TrainingConfig(epochs=200, learning_rate=2e-3, eval_every=2, patience=5, max_minutes=28),
+        baseline_training=TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=5),
     ),
     "paper": RunProfile(
         name="paper",
         description="the paper's setting: LLaMA-7B in 4-bit on a GPU",
         default_dataset="ml-1m",
+        sasrec_training=TrainingConfig(epochs=400, learning_rate=1e-3, eval_every=2, patience=10),
+        baseline_training=TrainingConfig(epochs=200, learning_rate=1e-3, eval_every=2, patience=5),
     ),
 }
 

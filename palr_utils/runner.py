@@ -20,9 +20,7 @@ from palr_utils.profiles import project_root, resolve_config
 def present_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:
     """The tutorial notebooks that exist, in teaching order."""
     notebooks_dir = Path(notebooks_dir or project_root() / "notebooks")
-    return [
-        notebooks_dir / f"{stem}.ipynb" for stem in NOTEBOOKS if (notebooks_dir / f"{stem}.ipynb").exists()
-    ]
+    return [notebooks_dir / f"{stem}.ipynb" for stem in NOTEBOOKS if (notebooks_dir / f"{stem}.ipynb").exists()]
 
 
 def run_notebooks(
@@ -62,9 +60,7 @@ def run_notebooks(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--dataset", default="", help="default: the profile's data set")
     parser.add_argument("--data-dir", default="", help="default: data/")

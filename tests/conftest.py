@@ -32,9 +32,7 @@ def movielens_dir(tmp_path: Path) -> Path:
             ratings.append(f"{user}::{(movie + user) % 6 + 1}::{(step % 5) + 1}::{1000 * user + step}")
     ratings.append("6::7::5::9999")  # movie 7: rated once, removed by the 5-core
     (folder / "ratings.dat").write_text("\n".join(ratings) + "\n", encoding="latin-1")
-    movies = [f"{m}::Movie {m} (1995)::Drama|Comedy" for m in range(1, 7)] + [
-        "7::Misérables, Les (1995)::Drama"
-    ]
+    movies = [f"{m}::Movie {m} (1995)::Drama|Comedy" for m in range(1, 7)] + ["7::Misérables, Les (1995)::Drama"]
     (folder / "movies.dat").write_text("\n".join(movies) + "\n", encoding="latin-1")
     users = [f"{u}::F::25::3::12345" for u in range(1, 7)]
     (folder / "users.dat").write_text("\n".join(users) + "\n", encoding="latin-1")

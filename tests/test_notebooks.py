@@ -36,3 +36,18 @@ def test_01_preprocessing_counts_are_exact(tiny_run):
         "n_items": 293,
         "n_interactions": 7820,
     }
+
+
+@pytest.mark.skipif("03_sasrec_retrieval" not in NOTEBOOKS, reason="notebook 03 not present")
+def test_03_retrieval_metrics_and_sasrec_beats_popularity(tiny_run):
+    metrics = read_metrics(tiny_run, "03_sasrec_retrieval")
+    models = ("popularity", "bpr_mf", "ncf", "gru4rec", "caser", "sasrec")
+    expected = {f"{m}_test_{k}" for m in models for k in ("hr@10", "ndcg@10")}
+    expected |= {"sasrec_val_ndcg@10", "sasrec_recall@50", "sasrec_train_seconds"}
+    assert expected <= set(metrics)
+    for key in expected - {"sasrec_train_seconds"}:
+        assert 0.0 <= metrics[key] <= 1.0, key
+    # The synthetic data has sequential structure that popularity cannot see.
+    assert metrics["sasrec_test_ndcg@10"] > 2 * metrics["popularity_test_ndcg@10"]
+    assert metrics["sasrec_recall@50"] >= metrics["sasrec_test_hr@10"]
+    assert (tiny_run / "candidates.parquet").exists()

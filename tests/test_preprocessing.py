@@ -49,9 +49,7 @@ def test_id_map_follows_sorted_raw_ids():
 
 
 def test_leave_one_out_labels_the_last_two_interactions(frame_of):
-    frame = frame_of(
-        [(1, "a", 0), (1, "b", 1), (1, "c", 2), (1, "d", 3), (2, "x", 0), (2, "y", 1), (2, "z", 2)]
-    )
+    frame = frame_of([(1, "a", 0), (1, "b", 1), (1, "c", 2), (1, "d", 3), (2, "x", 0), (2, "y", 1), (2, "z", 2)])
     labelled = leave_one_out(frame)
     assert labelled[SPLIT].tolist() == ["train", "train", "valid", "test", "train", "valid", "test"]
 

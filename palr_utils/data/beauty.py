@@ -65,9 +65,7 @@ def read_meta(path: str | Path) -> pd.DataFrame:
                 bad.append((number, line.strip()))
                 continue
             name = str(record.get("title") or "").strip()
-            rows.append(
-                {ITEM: asin, TITLE: f"{asin} ({name})" if name else asin, ATTRIBUTES: _categories(record)}
-            )
+            rows.append({ITEM: asin, TITLE: f"{asin} ({name})" if name else asin, ATTRIBUTES: _categories(record)})
     raise_for_bad_lines(path, bad, "a Python dict literal with an 'asin' key")
     return pd.DataFrame(rows, columns=[ITEM, TITLE, ATTRIBUTES])
 

@@ -43,9 +43,7 @@ def _read_tsv(path: Path, required: list[str]) -> pd.DataFrame:
         )
     empty = frame[required].eq("").any(axis=1).to_numpy().nonzero()[0]
     # +2: one for the header line, one because line numbers start at 1
-    raise_for_bad_lines(
-        path, [(i + 2, "\t".join(frame.iloc[i])) for i in empty], f"values for {required}", FIX_HINT
-    )
+    raise_for_bad_lines(path, [(i + 2, "\t".join(frame.iloc[i])) for i in empty], f"values for {required}", FIX_HINT)
     return frame
 
 

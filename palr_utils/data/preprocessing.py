@@ -112,11 +112,7 @@ def preprocess(raw: RawDataset, min_interactions: int = 5) -> ProcessedDataset:
     if missing_titles:
         example = sorted(missing_titles)[:5]
         raise DataFormatError(f"{len(missing_titles)} interacted items have no title, e.g. {example}")
-    items = (
-        raw.items.drop_duplicates(ITEM)
-        .loc[lambda t: t[ITEM].isin(item_map.index)]
-        .rename(columns={ITEM: RAW_ITEM})
-    )
+    items = raw.items.drop_duplicates(ITEM).loc[lambda t: t[ITEM].isin(item_map.index)].rename(columns={ITEM: RAW_ITEM})
     items.insert(0, ITEM, items[RAW_ITEM].map(item_map).to_numpy())
     items = items.sort_values(ITEM).reset_index(drop=True)
 
@@ -126,8 +122,6 @@ def preprocess(raw: RawDataset, min_interactions: int = 5) -> ProcessedDataset:
         users = users.merge(info, on=RAW_USER, how="left")
 
     # The maps are monotone, so the chronological order per user survives the renaming.
-    frame = frame.assign(
-        **{USER: frame[USER].map(user_map).to_numpy(), ITEM: frame[ITEM].map(item_map).to_numpy()}
-    )
+    frame = frame.assign(**{USER: frame[USER].map(user_map).to_numpy(), ITEM: frame[ITEM].map(item_map).to_numpy()})
     frame = leave_one_out(frame)
     return ProcessedDataset(interactions=frame, items=items, users=users)

@@ -44,9 +44,7 @@ class RawDataset:
             raise DataFormatError(f"{self.name}: the data set has no interactions")
 
 
-DOWNLOAD_HINT = (
-    "The file is probably truncated or corrupt: delete it and download it again, or fix these lines."
-)
+DOWNLOAD_HINT = "The file is probably truncated or corrupt: delete it and download it again, or fix these lines."
 
 
 def raise_for_bad_lines(
@@ -60,9 +58,7 @@ def raise_for_bad_lines(
     if not bad:
         return
     shown = "\n".join(f"  line {number}: {text[:120]!r}" for number, text in bad[:5])
-    raise DataFormatError(
-        f"{path}: {len(bad)} malformed line(s); expected {expected}. First ones:\n{shown}\n{hint}"
-    )
+    raise DataFormatError(f"{path}: {len(bad)} malformed line(s); expected {expected}. First ones:\n{shown}\n{hint}")
 
 
 def split_attributes(values: pd.Series, separator: str = "|") -> pd.Series:

@@ -123,9 +123,7 @@ def generate_synthetic(spec: SyntheticSpec, seed: int):
                 f"{rng.integers(10000, 99999)}",
             )
         )
-    movies = [
-        (item + 1, titles[item], "|".join(GENRES[g] for g in genres[item])) for item in range(spec.n_items)
-    ]
+    movies = [(item + 1, titles[item], "|".join(GENRES[g] for g in genres[item])) for item in range(spec.n_items)]
     return ratings, movies, users
 
 

@@ -1,0 +1,42 @@
+"""Candidate retrieval: the retriever interface, SASRec and the paper's baselines."""
+
+from __future__ import annotations
+
+from palr_utils.retrieval.base import Retriever
+from palr_utils.retrieval.bpr import BPRMF
+from palr_utils.retrieval.candidates import export_candidates, recall_at_k
+from palr_utils.retrieval.caser import Caser
+from palr_utils.retrieval.gru4rec import GRU4Rec, GRU4RecConfig
+from palr_utils.retrieval.ncf import NeuMF
+from palr_utils.retrieval.popularity import Popularity
+from palr_utils.retrieval.sasrec import SASRec, SASRecConfig
+from palr_utils.retrieval.sequences import SequenceData
+from palr_utils.retrieval.training import CheckpointMismatchError, TorchRetriever, TrainingConfig, train
+
+__all__ = [
+    "BPRMF",
+    "Caser",
+    "CheckpointMismatchError",
+    "GRU4Rec",
+    "NeuMF",
+    "Popularity",
+    "Retriever",
+    "SASRec",
+    "SASRecConfig",
+    "SequenceData",
+    "TrainingConfig",
+    "build_baselines",
+    "export_candidates",
+    "recall_at_k",
+    "train",
+]
+
+
+def build_baselines(n_users: int, n_items: int, max_len: int = 200) -> dict[str, TorchRetriever]:
+    """The paper's trained baselines, untrained, in the order of its Table 2."""
+    return {
+        "bpr_mf": BPRMF(n_users, n_items),
+        "ncf": NeuMF(n_users, n_items),
+        "gru4rec": GRU4Rec(n_items, GRU4RecConfig(max_len=max_len)),
+        "caser": Caser(n_users, n_items),
+    }

@@ -1,0 +1,72 @@
+"""The retriever interface: fit, score users, top-K with seen items masked, evaluate.
+
+Any model that implements :meth:`Retriever.score` can feed PALR's re-ranking
+stage; SASRec is the default.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+
+from palr_utils.metrics import ranking_metrics, target_ranks
+from palr_utils.retrieval.sequences import SequenceData
+
+
+class Retriever(ABC):
+    """Scores every item for a user, given what the user did before the target of ``split``."""
+
+    name: str = "retriever"
+    data: SequenceData | None = None
+
+    @abstractmethod
+    def fit(self, data: SequenceData) -> Retriever:
+        """Learn from ``data.train`` only (validation may be used for early stopping)."""
+
+    @abstractmethod
+    def _score(self, users: np.ndarray, split: str) -> torch.Tensor:
+        """Raw scores [len(users), n_items] before masking; subclasses implement this."""
+
+    def _require_fitted(self) -> SequenceData:
+        if self.data is None:
+            raise RuntimeError(f"{self.name} is not fitted: call fit(data) first")
+        return self.data
+
+    @torch.no_grad()
+    def score(self, users: np.ndarray, split: str) -> torch.Tensor:
+        """Scores [len(users), n_items] for the given users; unknown users raise."""
+        data = self._require_fitted()
+        return self._score(data.check_users(users), split)
+
+    @torch.no_grad()
+    def top_k(self, users: np.ndarray, k: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best unseen items per user and their scores, best first."""
+        data = self._require_fitted()
+        users = data.check_users(users)
+        max_k = data.n_items - max(len(data.history(int(u), split)) for u in users)
+        if k > max_k:
+            warnings.warn(f"k={k} exceeds the {max_k} unseen items; using k={max_k}", stacklevel=2)
+            k = max_k
+        scores = self._score(users, split).float().masked_fill(data.seen_mask(users, split), float("-inf"))
+        values, items = scores.topk(k, dim=1)
+        return items.numpy(), values.numpy()
+
+    @torch.no_grad()
+    def ranks(self, split: str, users: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
+        """0-based full-ranking rank of each user's ``split`` target (seen items masked)."""
+        data = self._require_fitted()
+        users = np.arange(data.n_users) if users is None else data.check_users(users)
+        out = []
+        for start in range(0, len(users), batch_size):
+            batch = users[start : start + batch_size]
+            scores = self._score(batch, split)
+            targets = torch.as_tensor(data.targets(batch, split))
+            out.append(target_ranks(scores, targets, data.seen_mask(batch, split)).numpy())
+        return np.concatenate(out)
+
+    def evaluate(self, split: str, ks: tuple[int, ...] = (10,), users: np.ndarray | None = None) -> dict[str, float]:
+        """HR@k and NDCG@k on ``split`` ('valid' selects models, 'test' is reported)."""
+        return ranking_metrics(self.ranks(split, users), ks)

@@ -1,0 +1,76 @@
+"""Top-K candidates for PALR to re-rank, exported as parquet.
+
+Three kinds of rows, told apart by the ``split`` column:
+
+* ``valid`` - candidates after the training history (target: the validation item);
+* ``test``  - candidates after training + validation history (target: the test item);
+* ``train`` - candidates after a *training prefix*: the training history without its
+  last ``n_targets`` items, which become the labels of notebook 04's instruction data.
+  Only training interactions are involved, so nothing leaks from validation or test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from palr_utils.constants import ITEM, SPLIT, TEST, TRAIN, USER, VALID
+from palr_utils.retrieval.base import Retriever
+from palr_utils.retrieval.sequences import SequenceData
+
+RANK, SCORE = "rank", "score"
+
+
+def training_prefix(train_items: np.ndarray, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split a training history into (prefix, the up to ``n_targets`` items that follow it).
+
+    At least one item always stays in the prefix, so the model has something to read.
+    """
+    cut = max(1, len(train_items) - n_targets)
+    return train_items[:cut], train_items[cut:]
+
+
+def _rows(users: np.ndarray, split: str, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    k = items.shape[1]
+    return pd.DataFrame({
+        USER: np.repeat(users, k),
+        SPLIT: split,
+        RANK: np.tile(np.arange(k), len(users)),
+        ITEM: items.ravel(),
+        SCORE: scores.ravel().astype(np.float32),
+    })  # fmt: skip
+
+
+@torch.no_grad()
+def top_k_after_histories(model, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items after arbitrary histories (a sequence model's ``score_histories``), history masked."""
+    scores = model.score_histories(histories).float()
+    for row, history in enumerate(histories):
+        scores[row, torch.as_tensor(history.copy())] = float("-inf")
+    values, items = scores.topk(k, dim=1)
+    return items.numpy(), values.numpy()
+
+
+def export_candidates(
+    model: Retriever, data: SequenceData, k: int = 50, n_targets: int = 10, batch_size: int = 256
+) -> pd.DataFrame:
+    """Top-``k`` candidates with scores for every user's valid, test and training-prefix position."""
+    frames = []
+    users = np.arange(data.n_users)
+    for start in range(0, data.n_users, batch_size):
+        batch = users[start : start + batch_size]
+        for split in (VALID, TEST):
+            frames.append(_rows(batch, split, *model.top_k(batch, k, split)))
+        if hasattr(model, "score_histories"):
+            prefixes = [training_prefix(data.train[u], n_targets)[0] for u in batch]
+            frames.append(_rows(batch, TRAIN, *top_k_after_histories(model, prefixes, k)))
+    return pd.concat(frames, ignore_index=True).sort_values([SPLIT, USER, RANK], kind="mergesort")
+
+
+def recall_at_k(candidates: pd.DataFrame, data: SequenceData, split: str = TEST) -> float:
+    """Share of users whose held-out ``split`` item is among their candidates: the re-ranker's ceiling."""
+    rows = candidates[candidates[SPLIT] == split]
+    targets = pd.Series(data.targets(np.arange(data.n_users), split), name="target")
+    hit = rows.merge(targets, left_on=USER, right_index=True)
+    return float(hit.loc[hit[ITEM] == hit["target"], USER].nunique() / data.n_users)

@@ -1,0 +1,102 @@
+"""Per-user sequences from notebook 01's split, in the shapes retrievers need."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from palr_utils.constants import ITEM, SPLIT, TEST, TRAIN, USER, VALID
+
+SPLITS = (VALID, TEST)
+
+
+@dataclass
+class SequenceData:
+    """Each user's chronological training items plus the validation and test targets."""
+
+    n_users: int
+    n_items: int
+    train: list[np.ndarray]
+    valid: np.ndarray
+    test: np.ndarray
+
+    @classmethod
+    def from_interactions(cls, interactions: pd.DataFrame, n_users: int, n_items: int) -> SequenceData:
+        by_split = {name: frame for name, frame in interactions.groupby(SPLIT, sort=False)}
+        train = by_split[TRAIN].groupby(USER)[ITEM].apply(lambda items: items.to_numpy().copy()).reindex(range(n_users))
+        if train.isna().any():
+            raise ValueError("every user needs training interactions; run notebook 01's preprocessing")
+        valid = by_split[VALID].set_index(USER)[ITEM].reindex(range(n_users)).to_numpy()
+        test = by_split[TEST].set_index(USER)[ITEM].reindex(range(n_users)).to_numpy()
+        return cls(n_users, n_items, list(train), valid.astype(np.int64), test.astype(np.int64))
+
+    def check_users(self, users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users, dtype=np.int64)
+        unknown = users[(users < 0) | (users >= self.n_users)]
+        if unknown.size:
+            raise ValueError(f"unknown user id(s) {unknown[:5].tolist()}: ids run from 0 to {self.n_users - 1}")
+        return users
+
+    def history(self, user: int, split: str) -> np.ndarray:
+        """What the model may read before predicting ``split``'s target (train, plus valid for test)."""
+        if split == VALID:
+            return self.train[user]
+        if split == TEST:
+            return np.append(self.train[user], self.valid[user])
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+
+    def targets(self, users: np.ndarray, split: str) -> np.ndarray:
+        return (self.valid if split == VALID else self.test)[users]
+
+    def seen_mask(self, users: np.ndarray, split: str) -> torch.Tensor:
+        """Bool [users, items]: True for items already in the history, which ranking must skip."""
+        mask = torch.zeros(len(users), self.n_items, dtype=torch.bool)
+        for row, user in enumerate(users):
+            mask[row, torch.as_tensor(self.history(int(user), split).copy())] = True
+        return mask
+
+    def fingerprint(self) -> str:
+        """A short hash of the data, so a checkpoint from other data is refused."""
+        digest = hashlib.sha256()
+        for array in (*self.train, self.valid, self.test):
+            digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+        return digest.hexdigest()[:16]
+
+
+def left_pad(sequences: list[np.ndarray], max_len: int) -> torch.Tensor:
+    """Keep the last ``max_len`` items of each sequence, shift ids by +1 and left-pad with 0.
+
+    Left padding puts every user's most recent item in the last position.
+    """
+    out = torch.zeros(len(sequences), max_len, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        tail = sequence[-max_len:]
+        if len(tail):
+            out[row, -len(tail) :] = torch.as_tensor(tail, dtype=torch.long) + 1
+    return out
+
+
+def next_item_batches(data: SequenceData, rng: np.random.Generator, batch_size: int, max_len: int):
+    """Batches of (inputs, targets) for next-item training at every position of each training sequence.
+
+    For a sequence s, the input is s[:-1] and the target s[1:] (both left-padded):
+    position t reads items up to t and must predict item t+1.
+    """
+    order = rng.permutation(data.n_users)
+    for start in range(0, len(order), batch_size):
+        sequences = [data.train[u] for u in order[start : start + batch_size]]
+        yield left_pad([s[:-1] for s in sequences], max_len), left_pad([s[1:] for s in sequences], max_len)
+
+
+def interaction_batches(data: SequenceData, rng: np.random.Generator, batch_size: int):
+    """Batches of (users, items): every training interaction of ``batch_size`` shuffled users."""
+    order = rng.permutation(data.n_users)
+    for start in range(0, len(order), batch_size):
+        users = order[start : start + batch_size]
+        items = [data.train[u] for u in users]
+        user_column = np.repeat(users, [len(i) for i in items])
+        yield torch.as_tensor(user_column), torch.as_tensor(np.concatenate(items))

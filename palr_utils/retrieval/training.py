@@ -1,0 +1,166 @@
+"""One training loop for every neural retriever: epochs, validation, early stopping, checkpoints.
+
+Models are selected on validation NDCG@10 only; the test split is never looked
+at here. The best weights are kept as safetensors; the last state (weights,
+optimizer, history) lets an interrupted run resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from palr_utils.constants import VALID
+from palr_utils.io import atomic_path, write_json
+from palr_utils.retrieval.base import Retriever
+from palr_utils.retrieval.sequences import SequenceData
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    eval_every: int = 1  # epochs between validation runs
+    patience: int = 10  # validation runs without improvement before stopping
+    max_minutes: float | None = None  # a wall-clock budget; the best checkpoint so far is kept
+    seed: int = 42
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint was written for another model configuration or another data set."""
+
+
+class TorchRetriever(Retriever, nn.Module):
+    """A retriever trained by :func:`train`: subclasses yield batches and compute a loss."""
+
+    def __init__(self) -> None:
+        nn.Module.__init__(self)
+
+    def batches(self, data: SequenceData, rng: np.random.Generator, batch_size: int) -> Iterator:
+        raise NotImplementedError
+
+    def loss(self, batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What must match for a checkpoint to be reused (name, sizes, hyper-parameters)."""
+        raise NotImplementedError
+
+    def fit(self, data: SequenceData, config: TrainingConfig | None = None, checkpoint_dir=None):
+        train(self, data, config or TrainingConfig(), checkpoint_dir)
+        return self
+
+
+def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig) -> dict:
+    training = {k: v for k, v in asdict(config).items() if k not in ("epochs", "max_minutes", "patience")}
+    return {"model": model.describe(), "training": training, "data": data.fingerprint()}
+
+
+def _load_state(model, optimizer, folder: Path, identity: dict) -> dict | None:
+    state_path = folder / "state.json"
+    if not state_path.exists():
+        return None
+    state = json.loads(state_path.read_text())
+    if state["identity"] != identity:
+        raise CheckpointMismatchError(
+            f"The checkpoint in {folder} was trained with {state['identity']}, not {identity}. "
+            "Delete the folder or use another ARTIFACT_DIR to train afresh."
+        )
+    model.load_state_dict(load_file(folder / "last.safetensors"))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    return state
+
+
+def _save_state(model, optimizer, folder: Path, state: dict, is_best: bool) -> None:
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    for name in ("last", "best") if is_best else ("last",):
+        with atomic_path(folder / f"{name}.safetensors") as tmp:
+            save_file(weights, str(tmp))
+    with atomic_path(folder / "optimizer.pt") as tmp:
+        torch.save(optimizer.state_dict(), tmp)
+    write_json(state, folder / "state.json")  # written last: it vouches for the files above
+
+
+def train(
+    model: TorchRetriever,
+    data: SequenceData,
+    config: TrainingConfig,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train ``model`` with Adam, early-stop on validation NDCG@10 and load the best weights.
+
+    Returns the history: one row per validation run (epoch, loss, val metrics, seconds).
+    """
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model.data = data
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    identity = _identity(model, data, config)
+    folder = Path(checkpoint_dir) if checkpoint_dir else None
+    state = _load_state(model, optimizer, folder, identity) if folder else None
+    if state is None:
+        state = {"identity": identity, "epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "stale": 0,
+                 "history": [], "seconds": 0.0, "finished": False}  # fmt: skip
+    else:  # the RNG restarts from the epoch count, so a resumed run shuffles like an uninterrupted one
+        rng = np.random.default_rng([config.seed, state["epoch"]])
+
+    started = time.perf_counter() - state["seconds"]
+    while not state["finished"] and state["epoch"] < config.epochs:
+        epoch = state["epoch"] + 1
+        model.train()
+        losses = []
+        batches = model.batches(data, rng, config.batch_size)
+        total = math.ceil(data.n_users / config.batch_size)
+        for batch in tqdm(batches, total=total, desc=f"{model.name} epoch {epoch}", disable=not progress, leave=False):
+            optimizer.zero_grad()
+            loss = model.loss(batch)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        state["epoch"] = epoch
+        state["seconds"] = time.perf_counter() - started
+        out_of_time = config.max_minutes is not None and state["seconds"] > 60 * config.max_minutes
+        if epoch % config.eval_every and epoch < config.epochs and not out_of_time:
+            continue
+        model.eval()
+        metrics = model.evaluate(VALID)
+        row = {"epoch": epoch, "loss": float(np.mean(losses)), "val_hr@10": metrics["hr@10"],
+               "val_ndcg@10": metrics["ndcg@10"], "seconds": state["seconds"]}  # fmt: skip
+        state["history"].append(row)
+        is_best = metrics["ndcg@10"] > state["best_ndcg"]
+        if is_best:
+            state.update(best_ndcg=metrics["ndcg@10"], best_epoch=epoch, stale=0)
+        else:
+            state["stale"] += 1
+        # "finished" means stopped for good (no progress, or out of time); more epochs can resume a run
+        state["finished"] = state["stale"] >= config.patience or out_of_time
+        if progress:
+            print(f"{model.name} epoch {epoch}: loss {row['loss']:.4f}, val NDCG@10 {row['val_ndcg@10']:.4f}"
+                  f"{' (best)' if is_best else ''}", flush=True)  # fmt: skip
+        if folder:
+            _save_state(model, optimizer, folder, state, is_best)
+        elif is_best:
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    if folder and (folder / "best.safetensors").exists():
+        model.load_state_dict(load_file(folder / "best.safetensors"))
+    elif not folder and state["history"]:
+        model.load_state_dict(best_weights)
+    model.eval()
+    model.train_seconds = state["seconds"]
+    model.best_epoch = state["best_epoch"]
+    return pd.DataFrame(state["history"])

@@ -1,0 +1,42 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import ndcg_score
+
+from palr_utils.metrics import hit_rate_at_k, ndcg_at_k, ranking_metrics, target_ranks
+
+
+def test_hand_computed_ranks_hr_and_ndcg():
+    scores = torch.tensor([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.4, 0.6]])
+    ranks = target_ranks(scores, torch.tensor([0, 3]))
+    assert ranks.tolist() == [0, 1]
+    assert ndcg_at_k(ranks, 10) == pytest.approx((1.0 + 1 / math.log2(3)) / 2)
+    assert ndcg_at_k(np.array([2]), 10) == pytest.approx(1 / math.log2(4))  # rank 3 -> 1/log2(4)
+    assert hit_rate_at_k(np.array([0, 9, 10, 50]), 10) == 0.5
+
+
+def test_seen_items_are_masked_before_ranking():
+    scores = torch.tensor([[0.9, 0.8, 0.7]])
+    seen = torch.tensor([[True, False, False]])
+    assert target_ranks(scores, torch.tensor([1]), seen).item() == 0
+    with pytest.raises(ValueError, match="target is marked as seen"):
+        target_ranks(scores, torch.tensor([0]), seen)
+
+
+def test_ties_count_against_the_target():
+    scores = torch.zeros(1, 5)
+    assert target_ranks(scores, torch.tensor([2])).item() == 4
+    assert ranking_metrics(np.array([4]), ks=(1,)) == {"hr@1": 0.0, "ndcg@1": 0.0}
+
+
+def test_ndcg_matches_scikit_learn_on_random_rankings():
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.rand(50, 30, generator=generator)
+    targets = torch.randint(0, 30, (50,), generator=generator)
+    ranks = target_ranks(scores, targets)
+    relevance = np.zeros((50, 30))
+    relevance[np.arange(50), targets.numpy()] = 1
+    expected = ndcg_score(relevance, scores.numpy(), k=10)
+    assert ndcg_at_k(ranks, 10) == pytest.approx(expected)

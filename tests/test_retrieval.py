@@ -1,0 +1,133 @@
+"""Retrievers: sequences, the interface's guarantees, training/resume, SASRec's causality, candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from palr_utils.constants import ITEM, SPLIT, TIMESTAMP, USER
+from palr_utils.data import preprocess
+from palr_utils.data.movielens import load_movielens
+from palr_utils.data.synthetic import write_synthetic
+from palr_utils.profiles import SyntheticSpec
+from palr_utils.retrieval import (
+    CheckpointMismatchError,
+    Popularity,
+    SASRec,
+    SASRecConfig,
+    SequenceData,
+    TrainingConfig,
+    build_baselines,
+    export_candidates,
+    recall_at_k,
+    train,
+)
+from palr_utils.retrieval.candidates import training_prefix
+from palr_utils.retrieval.sequences import left_pad
+
+FAST = TrainingConfig(epochs=4, batch_size=16, learning_rate=3e-3, eval_every=2, patience=5)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> SequenceData:
+    folder = write_synthetic(
+        tmp_path_factory.mktemp("syn") / "d", SyntheticSpec(n_users=80, n_items=150, max_history=30), seed=0
+    )
+    processed = preprocess(load_movielens(folder))
+    return SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
+
+
+def test_sequence_data_splits_and_masks():
+    rows = [(0, i, t) for t, i in enumerate([3, 1, 2, 0])] + [(1, i, t) for t, i in enumerate([2, 3, 1])]
+    frame = pd.DataFrame(rows, columns=[USER, ITEM, TIMESTAMP])
+    frame[SPLIT] = ["train", "train", "valid", "test", "train", "valid", "test"]
+    data = SequenceData.from_interactions(frame, n_users=2, n_items=4)
+    assert data.train[0].tolist() == [3, 1] and data.valid.tolist() == [2, 3] and data.test.tolist() == [0, 1]
+    assert data.history(0, "test").tolist() == [3, 1, 2]
+    assert data.seen_mask(np.array([0]), "valid").tolist() == [[False, True, False, True]]
+    with pytest.raises(ValueError, match="unknown user"):
+        data.check_users(np.array([2]))
+
+
+def test_left_pad_keeps_the_most_recent_items():
+    assert left_pad([np.array([5, 6, 7]), np.array([1])], 2).tolist() == [[7, 8], [0, 2]]
+
+
+def test_top_k_masks_seen_items_caps_k_and_refuses_unknown_users(small_data):
+    model = Popularity().fit(small_data)
+    items, _ = model.top_k(np.array([0, 1]), 5, "test")
+    for row, user in enumerate([0, 1]):
+        assert not set(items[row]) & set(small_data.history(user, "test").tolist())
+    with pytest.warns(UserWarning, match="exceeds"):
+        items, _ = model.top_k(np.array([0]), small_data.n_items + 10, "valid")
+    assert items.shape[1] == small_data.n_items - len(small_data.history(0, "valid"))
+    with pytest.raises(ValueError, match="unknown user"):
+        model.top_k(np.array([small_data.n_users]), 5, "test")
+
+
+def test_sasrec_is_causal():
+    model = SASRec(n_items=20, config=SASRecConfig(max_len=6, hidden_size=16)).eval()
+    history = torch.tensor([[0, 3, 4, 5, 6, 7]])
+    changed_future = history.clone()
+    changed_future[0, -1] = 12
+    before, after = model.encode(history), model.encode(changed_future)
+    assert torch.allclose(before[0, :-1], after[0, :-1])  # earlier positions cannot see the last item
+    assert not torch.allclose(before[0, -1], after[0, -1])
+
+
+def test_training_learns_resumes_and_refuses_other_checkpoints(small_data, tmp_path):
+    model = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16))
+    history = train(model, small_data, FAST, tmp_path, progress=False)
+    assert history["epoch"].tolist() == [2, 4]
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+
+    longer = TrainingConfig(**{**FAST.__dict__, "epochs": 6})
+    resumed = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16))
+    history = train(resumed, small_data, longer, tmp_path, progress=False)
+    assert history["epoch"].tolist() == [2, 4, 6]  # continued from epoch 4, not from scratch
+
+    other = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=32))
+    with pytest.raises(CheckpointMismatchError, match="Delete the folder"):
+        train(other, small_data, longer, tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("name", ["bpr_mf", "ncf", "gru4rec", "caser"])
+def test_each_baseline_trains_and_scores_every_item(small_data, name):
+    model = build_baselines(small_data.n_users, small_data.n_items, max_len=20)[name]
+    history = train(model, small_data, FAST, progress=False)
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    scores = model.score(np.array([0, 1, 2]), "test")
+    assert scores.shape == (3, small_data.n_items) and torch.isfinite(scores).all()
+
+
+def test_bce_variant_of_sasrec_trains(small_data):
+    model = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16, loss="bce"))
+    history = train(model, small_data, FAST, progress=False)
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+
+
+def test_candidates_cover_three_histories_without_seen_items_and_recall_matches_ranks(small_data):
+    model = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16))
+    train(model, small_data, FAST, progress=False)
+    candidates = export_candidates(model, small_data, k=10, n_targets=3)
+    assert candidates.groupby(SPLIT)[USER].nunique().to_dict() == {
+        s: small_data.n_users for s in ("test", "train", "valid")
+    }
+    assert (candidates.groupby([SPLIT, USER]).size() == 10).all()
+    for user in range(small_data.n_users):
+        test_items = candidates[(candidates[SPLIT] == "test") & (candidates[USER] == user)][ITEM]
+        assert not set(test_items) & set(small_data.history(user, "test").tolist())
+        prefix, _ = training_prefix(small_data.train[user], 3)
+        train_items = candidates[(candidates[SPLIT] == "train") & (candidates[USER] == user)][ITEM]
+        assert not set(train_items) & set(prefix.tolist())
+    ranks = model.ranks("test")
+    assert recall_at_k(candidates, small_data, "test") == pytest.approx(np.mean(ranks < 10))
+
+
+def test_training_prefix_leaves_at_least_one_item():
+    prefix, targets = training_prefix(np.arange(12), 10)
+    assert prefix.tolist() == [0, 1] and targets.tolist() == list(range(2, 12))
+    prefix, targets = training_prefix(np.arange(3), 10)
+    assert prefix.tolist() == [0] and targets.tolist() == [1, 2]
