@@ -61,3 +61,27 @@ def plot_model_comparison(results: pd.DataFrame, metric: str = "test_ndcg@10") -
     sns.barplot(x=ordered.to_numpy(), y=ordered.index, ax=ax, color="tab:green")
     ax.set(xlabel=metric, ylabel="", title=f"{ordered.index[0]} leads on {metric} ({ordered.iloc[0]:.3f})")
     return ax
+
+
+def plot_top_keywords(keyword_lists: pd.Series, n: int = 15) -> plt.Axes:
+    """The ``n`` most frequent profile keywords across users."""
+    counts = keyword_lists.explode().dropna().value_counts().head(n)
+    ax = plt.subplots(figsize=(7, 0.3 * max(len(counts), 3) + 1))[1]
+    if counts.empty:
+        ax.set(title="No keywords: every profile came back empty")
+        return ax
+    sns.barplot(x=counts.to_numpy(), y=counts.index, ax=ax, color="tab:purple")
+    share = counts.iloc[0] / len(keyword_lists)
+    ax.set(xlabel="users", ylabel="", title=f"'{counts.index[0]}' appears in {share:.0%} of the profiles")
+    return ax
+
+
+def plot_finetune_losses(histories: dict[str, pd.DataFrame]) -> plt.Axes:
+    """Training loss per optimiser step for each fine-tuning run."""
+    frame = pd.concat([h.assign(run=f"PALR_{name}") for name, h in histories.items()], ignore_index=True)
+    ax = plt.subplots(figsize=(7, 3.5))[1]
+    sns.lineplot(data=frame, x="step", y="loss", hue="run", ax=ax)
+    last = frame.groupby("run")["loss"].last()
+    endings = ", ".join(f"{run} ends at {loss:.2f}" for run, loss in last.items())
+    ax.set(xlabel="optimiser step", ylabel="answer-token loss", title=f"Fine-tuning loss: {endings}")
+    return ax

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from palr_utils.constants import DATASETS, METRICS_DIR
+from palr_utils.finetune import FinetuneSpec
+from palr_utils.instructions import InstructionSpec
+from palr_utils.llm import PAPER_MODEL, LLMSpec
+from palr_utils.paths import project_root
 from palr_utils.retrieval.sasrec import SASRecConfig
 from palr_utils.retrieval.training import TrainingConfig
 
@@ -44,6 +48,14 @@ class RunProfile:
     baseline_training: TrainingConfig = field(default_factory=TrainingConfig)  # BPR-MF, NCF, GRU4Rec, Caser
     baseline_max_len: int = 200  # GRU4Rec's history length
     n_candidates: int = 50  # the retriever's top-K that PALR re-ranks
+    llm: LLMSpec = field(default_factory=LLMSpec)  # SmolLM2-135M-Instruct unless the profile says otherwise
+    finetune_fraction: float = 0.2  # PALR fine-tunes on 20% of the users
+    n_eval_users: int | None = 1000  # a fixed sample of test users; None = all users
+    profile_history_items: int = 20  # most recent items shown to the LLM when writing a profile
+    profile_batch_size: int = 16
+    profile_max_new_tokens: int = 32
+    instructions: InstructionSpec = field(default_factory=InstructionSpec)
+    finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
 
 
 PROFILES: dict[str, RunProfile] = {
@@ -56,6 +68,9 @@ PROFILES: dict[str, RunProfile] = {
         sasrec_training=TrainingConfig(epochs=60, batch_size=32, learning_rate=3e-3, eval_every=2, patience=5),
         baseline_training=TrainingConfig(epochs=60, batch_size=32, learning_rate=3e-3, eval_every=2, patience=5),
         baseline_max_len=50,
+        n_eval_users=60,
+        instructions=InstructionSpec(n_history=10, n_targets=5, n_candidates=10),
+        finetune=FinetuneSpec(max_steps=8, max_length=512, learning_rate=5e-4),
     ),
     "cpu": RunProfile(
         name="cpu",
@@ -64,6 +79,8 @@ PROFILES: dict[str, RunProfile] = {
         # about 30 s per epoch on 2 cores for MovieLens-1M; the budget keeps training under 30 minutes
         sasrec_training=TrainingConfig(epochs=200, learning_rate=2e-3, eval_every=2, patience=5, max_minutes=28),
         baseline_training=TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=5),
+        instructions=InstructionSpec(n_history=10, n_targets=10, n_candidates=20),
+        finetune=FinetuneSpec(epochs=1, max_length=768),
     ),
     "paper": RunProfile(
         name="paper",
@@ -71,6 +88,13 @@ PROFILES: dict[str, RunProfile] = {
         default_dataset="ml-1m",
         sasrec_training=TrainingConfig(epochs=400, learning_rate=1e-3, eval_every=2, patience=10),
         baseline_training=TrainingConfig(epochs=200, learning_rate=1e-3, eval_every=2, patience=5),
+        llm=LLMSpec(PAPER_MODEL, load_in_4bit=True),
+        n_eval_users=None,
+        profile_batch_size=32,
+        instructions=InstructionSpec(n_history=20, n_targets=10, n_candidates=50),
+        finetune=FinetuneSpec(
+            epochs=2, batch_size=4, gradient_accumulation_steps=4, max_length=2048, gradient_checkpointing=True
+        ),
     ),
 }
 
@@ -81,16 +105,6 @@ def get_profile(name: str) -> RunProfile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"Unknown PROFILE {name!r}; choose one of {sorted(PROFILES)}.") from None
-
-
-def project_root() -> Path:
-    """The repository root: relative paths in notebook parameters start here.
-
-    Resolving against the repository (not the current directory) means the same
-    ``DATA_DIR`` works from Jupyter (which runs in ``notebooks/``) and from
-    papermill or make (which run in the root).
-    """
-    return Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from pathlib import Path
 import papermill
 
 from palr_utils.constants import NOTEBOOKS
-from palr_utils.profiles import project_root, resolve_config
+from palr_utils.paths import project_root
+from palr_utils.profiles import resolve_config
 
 
 def present_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:

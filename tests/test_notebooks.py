@@ -51,3 +51,33 @@ def test_03_retrieval_metrics_and_sasrec_beats_popularity(tiny_run):
     assert metrics["sasrec_test_ndcg@10"] > 2 * metrics["popularity_test_ndcg@10"]
     assert metrics["sasrec_recall@50"] >= metrics["sasrec_test_hr@10"]
     assert (tiny_run / "candidates.parquet").exists()
+
+
+@pytest.mark.skipif("02_user_profiles" not in NOTEBOOKS, reason="notebook 02 not present")
+def test_02_profiles_written_by_the_real_model(tiny_run):
+    from palr_utils.profiles import PROFILES
+    from palr_utils.sampling import evaluation_users, finetune_users
+    from palr_utils.user_profiles import read_profiles
+
+    metrics = read_metrics(tiny_run, "02_user_profiles")
+    n_users = read_metrics(tiny_run, "01_preprocessing")["n_users"]
+    tiny = PROFILES["tiny"]
+    needed = set(finetune_users(n_users, tiny.finetune_fraction, 42)) | set(
+        evaluation_users(n_users, tiny.n_eval_users, 42)
+    )
+    assert metrics["n_profiles"] == len(needed)
+    profiles = read_profiles(tiny_run / "profiles.jsonl")
+    assert set(profiles["user"]) == needed
+    assert metrics["empty_profile_rate"] == pytest.approx((profiles["keywords"].map(len) == 0).mean())
+    assert metrics["empty_profile_rate"] < 0.5  # most outputs yield keywords
+    assert metrics["seconds_per_profile"] > 0
+
+
+@pytest.mark.skipif("04_finetune_palr" not in NOTEBOOKS, reason="notebook 04 not present")
+def test_04_finetuning_lowers_the_loss(tiny_run):
+    metrics = read_metrics(tiny_run, "04_finetune_palr")
+    assert metrics["n_train_examples"] > 0
+    assert metrics["v2_train_loss_last"] < metrics["v2_train_loss_first"]
+    assert metrics["v1_train_loss_last"] < metrics["v1_train_loss_first"]
+    for run in ("palr_v1", "palr_v2"):
+        assert (tiny_run / "finetune" / run / "adapter" / "adapter_config.json").exists()

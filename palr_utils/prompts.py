@@ -1,0 +1,51 @@
+"""The natural-language prompts PALR sends to the LLM. Read them: they are half of the method.
+
+Items are described by title (and genres where the data has them); the history
+is shown oldest first, most recent last, and cut to the most recent items so
+the prompt fits the model's context.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+PROFILE_SYSTEM = "You are a helpful assistant that describes a person's taste in a few short keywords."
+# The answer is started for the model: small models otherwise tend to repeat the prompt.
+PROFILE_ANSWER_PREFIX = "Keywords:"
+
+_VERBS = {"movie": ("watched", "movies"), "product": ("bought", "products")}
+
+
+def describe_item(title: str, attributes: Sequence[str] = ()) -> str:
+    """'Toy Story (1995) [Animation, Comedy]'; just the title when there are no attributes."""
+    return f"{title} [{', '.join(attributes)}]" if len(attributes) else title
+
+
+def top_attributes(attribute_lists: Sequence[Sequence[str]], n: int = 3) -> list[str]:
+    """The ``n`` most frequent attributes (genres) in a history, most frequent first, ties by name."""
+    counts = Counter(a for attributes in attribute_lists for a in attributes)
+    return [name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
+def profile_prompt(
+    titles: Sequence[str],
+    attribute_lists: Sequence[Sequence[str]],
+    domain: str = "movie",
+    user_info: str | None = None,
+    max_items: int = 20,
+) -> str:
+    """Ask for a user's preferences as keywords, given the most recent ``max_items`` of the history."""
+    if not len(titles):
+        raise ValueError("cannot describe a user with an empty history")
+    verb, noun = _VERBS[domain]
+    titles, attribute_lists = list(titles)[-max_items:], list(attribute_lists)[-max_items:]
+    lines = [f"- {describe_item(t, a)}" for t, a in zip(titles, attribute_lists, strict=True)]
+    favourite = top_attributes(attribute_lists)
+    parts = [f"A user {verb} these {noun}, oldest first:", *lines]
+    if favourite:
+        parts.append(f"Their most frequent genres: {', '.join(favourite)}.")
+    if user_info:
+        parts.append(f"About the user: {user_info}.")
+    parts.append(f"What kinds of {noun} does this user like? Reply with 3 to 5 keywords, separated by commas.")
+    return "\n".join(parts)

@@ -1,0 +1,156 @@
+"""Natural-language user profiles: the LLM summarises a history into preference keywords.
+
+Results are cached as JSONL under ARTIFACT_DIR, one line per user, appended
+batch by batch: an interrupted run resumes with the users not yet done. A line
+cut short by the interruption is dropped on the next read. Outputs that yield
+no keyword are recorded as empty (and counted), never replaced by a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from palr_utils.constants import USER
+from palr_utils.io import atomic_path
+
+KEYWORDS, RAW, SECONDS = "keywords", "raw_output", "seconds"
+MAX_KEYWORDS = 8
+MAX_KEYWORD_WORDS = 4
+
+_LEAD_IN = re.compile(r"^\s*(keywords?|preferences?|tastes?|answer|the user likes?|this user likes?)\s*[:\-]\s*", re.I)
+_BULLET = re.compile(r"^\s*(?:[-*•]+|\d+[.)])\s*")
+_ECHO = re.compile(r"\(\d{2,4}|\[|\]|:$|\boldest first\b")
+
+
+def parse_keywords(text: str) -> list[str]:
+    """Turn a model's free-form answer into a clean, de-duplicated list of lowercase keywords.
+
+    Handles lead-ins ("Keywords: ..."), numbered or bulleted lists, quotes and
+    trailing sentences; drops fragments longer than a few words (sentences, not keywords).
+    """
+    text = _LEAD_IN.sub("", text.strip())
+    pieces = re.split(r"[,;\n]|\band\b", text)
+    keywords: list[str] = []
+    for piece in pieces:
+        piece = _BULLET.sub("", piece)
+        piece = _LEAD_IN.sub("", piece)
+        piece = piece.strip().strip("\"'`*.!?()[]").strip().lower()
+        if not piece or len(piece.split()) > MAX_KEYWORD_WORDS or not re.search(r"[a-z]", piece):
+            continue
+        if _ECHO.search(piece):  # a title or a prompt line repeated back, not a preference
+            continue
+        if piece not in keywords:
+            keywords.append(piece)
+    return keywords[:MAX_KEYWORDS]
+
+
+def read_profiles(path: str | Path) -> pd.DataFrame:
+    """Read the JSONL cache; a truncated last line (an interrupted write) is dropped with a warning."""
+    path = Path(path)
+    columns = [USER, KEYWORDS, RAW, SECONDS]
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    records, lines = [], path.read_text().splitlines()
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number != len(lines):
+                raise ValueError(f"{path}:{number} is not valid JSON; delete the file to regenerate profiles") from None
+            warnings.warn(f"{path}: dropping an incomplete last line (an interrupted run)", stacklevel=2)
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(f"{json.dumps(r)}\n" for r in records))
+    return pd.DataFrame(records, columns=columns).drop_duplicates(USER, keep="last")
+
+
+def _append(path: Path, records: list[dict]) -> None:
+    with open(path, "a") as handle:
+        handle.write("".join(json.dumps(r) + "\n" for r in records))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def generate_profiles(
+    users: Sequence[int],
+    prompts: Sequence[str],
+    generate_batch: Callable[[list[str]], list[str]],
+    cache_path: str | Path,
+    batch_size: int = 16,
+) -> pd.DataFrame:
+    """Generate (or resume) profiles for ``users``; ``generate_batch`` maps prompts to model outputs.
+
+    Returns the cached profiles of exactly ``users`` (in their order).
+    """
+    cache_path = Path(cache_path)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    done = set(read_profiles(cache_path)[USER].astype(int))
+    todo = [(int(u), p) for u, p in zip(users, prompts, strict=True) if int(u) not in done]
+    batches = range(0, len(todo), batch_size)
+    for start in tqdm(batches, desc="profiles", unit="batch", disable=not todo):
+        chunk = todo[start : start + batch_size]
+        started = time.perf_counter()
+        outputs = generate_batch([p for _, p in chunk])
+        per_user = (time.perf_counter() - started) / len(chunk)
+        _append(cache_path, [
+            {USER: u, KEYWORDS: parse_keywords(text), RAW: text, SECONDS: per_user}
+            for (u, _), text in zip(chunk, outputs, strict=True)
+        ])  # fmt: skip
+    profiles = read_profiles(cache_path).set_index(USER)
+    return profiles.loc[[int(u) for u in users]].reset_index()
+
+
+def user_descriptions(users: pd.DataFrame) -> dict[int, str]:
+    """Optional user information as text (MovieLens' gender, age group, occupation), keyed by user id."""
+    from palr_utils.data.movielens import describe_movielens_user
+
+    if not {"gender", "age", "occupation"} <= set(users.columns):
+        return {}
+    known = users.dropna(subset=["gender", "age", "occupation"])
+    return {
+        int(row[USER]): describe_movielens_user(row["gender"], int(row["age"]), int(row["occupation"]))
+        for _, row in known.iterrows()
+    }
+
+
+def build_profile_prompts(
+    histories: Sequence[Sequence[int]],
+    items: pd.DataFrame,
+    user_ids: Sequence[int],
+    user_info: dict[int, str] | None = None,
+    domain: str = "movie",
+    max_items: int = 20,
+) -> list[str]:
+    """One profile prompt per user from their training history (item ids) and the item table."""
+    from palr_utils.constants import ATTRIBUTES, ITEM, TITLE
+    from palr_utils.prompts import profile_prompt
+
+    table = items.set_index(ITEM)
+    titles, attributes = table[TITLE], table[ATTRIBUTES]
+    user_info = user_info or {}
+    return [
+        profile_prompt(
+            [titles[i] for i in history], [attributes[i] for i in history], domain, user_info.get(int(u)), max_items
+        )
+        for u, history in zip(user_ids, histories, strict=True)
+    ]
+
+
+def llm_profile_writer(tokenizer, model, max_new_tokens: int = 32) -> Callable[[list[str]], list[str]]:
+    """A ``generate_batch`` for :func:`generate_profiles`: chat-formats each prompt and generates greedily."""
+    from palr_utils.llm import format_prompt, generate
+    from palr_utils.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM
+
+    def write(prompts: list[str]) -> list[str]:
+        formatted = [format_prompt(tokenizer, p, PROFILE_SYSTEM, PROFILE_ANSWER_PREFIX) for p in prompts]
+        return generate(tokenizer, model, formatted, max_new_tokens)
+
+    return write

@@ -1,0 +1,88 @@
+"""Fine-tuning with TRL + peft: the prompt/completion data and the 4-bit QLoRA path on the CPU."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from palr_utils.finetune import FinetuneSpec, finetune, to_sft_dataset
+from palr_utils.llm import LLMSpec, smollm2_folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_folder())
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory, tokenizer):
+    """A randomly initialised LLaMA with SmolLM2's vocabulary: seconds to train, same code path as 7B."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _rows(n: int = 8) -> pd.DataFrame:
+    return pd.DataFrame({
+        "prompt": [f"The user's watching history:\n- Movie {i} (1990)\nRecommend 1 other movie." for i in range(n)],
+        "completion": [f"Movie {i + 1} (1991)" for i in range(n)],
+    })  # fmt: skip
+
+
+def test_sft_rows_use_the_chat_template(tokenizer):
+    dataset = to_sft_dataset(_rows(2), tokenizer)
+    assert dataset.column_names == ["prompt", "completion"]
+    assert dataset[0]["prompt"].endswith("<|im_start|>assistant\n")
+    assert dataset[0]["completion"] == "Movie 1 (1991)"
+
+
+def test_qlora_in_4bit_trains_a_lora_adapter_on_cpu(tiny_llama, tokenizer, tmp_path):
+    spec = FinetuneSpec(max_steps=3, batch_size=4, max_length=128, learning_rate=1e-3, save_steps=2)
+    result = finetune(LLMSpec(str(tiny_llama), load_in_4bit=True), tokenizer, to_sft_dataset(_rows(), tokenizer),
+                      tmp_path, spec)  # fmt: skip
+    assert result.quantized_4bit, "SFTTrainer should have loaded the model through bitsandbytes in 4-bit"
+    assert (result.adapter_dir / "adapter_config.json").exists()
+    assert len(result.history) == 3 and result.history["loss"].notna().all()
+    assert (tmp_path / "checkpoint-2").exists()  # checkpoints to resume from
+
+
+def test_finished_run_is_reused_and_interrupted_run_resumes(tiny_llama, tokenizer, tmp_path, monkeypatch):
+    spec = FinetuneSpec(max_steps=2, batch_size=4, max_length=128, save_steps=1)
+    dataset = to_sft_dataset(_rows(), tokenizer)
+    first = finetune(LLMSpec(str(tiny_llama), dtype="float32"), tokenizer, dataset, tmp_path, spec)
+    assert not first.quantized_4bit
+    again = finetune(LLMSpec(str(tiny_llama), dtype="float32"), tokenizer, dataset, tmp_path, spec)
+    pd.testing.assert_frame_equal(first.history, again.history)  # nothing retrained
+
+    # Simulate an interruption after step 2 of 4: remove the finished adapter, keep the checkpoints.
+    import shutil
+
+    shutil.rmtree(first.adapter_dir)
+    (tmp_path / "log_history.json").unlink()
+    from trl import SFTTrainer
+
+    resumed_from = []
+    original_train = SFTTrainer.train
+
+    def recording_train(self, *args, **kwargs):
+        resumed_from.append(kwargs.get("resume_from_checkpoint"))
+        return original_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "train", recording_train)
+    longer = FinetuneSpec(max_steps=4, batch_size=4, max_length=128, save_steps=1)
+    resumed = finetune(LLMSpec(str(tiny_llama), dtype="float32"), tokenizer, dataset, tmp_path, longer)
+    assert resumed_from == [str(tmp_path / "checkpoint-2")]
+    assert resumed.history["step"].tolist() == [1, 2, 3, 4]
+    # steps 1-2 are the logged values restored from the checkpoint, not a rerun
+    pd.testing.assert_frame_equal(resumed.history.iloc[:2], first.history)

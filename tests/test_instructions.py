@@ -1,0 +1,112 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from palr_utils.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, USER
+from palr_utils.data import preprocess
+from palr_utils.data.movielens import load_movielens
+from palr_utils.data.synthetic import write_synthetic
+from palr_utils.instructions import (
+    RECOMMEND_RETRIEVAL,
+    InstructionSpec,
+    TrainingGraph,
+    build_instruction_examples,
+    enrich_targets,
+    shorten,
+    swap_history_and_label,
+)
+from palr_utils.profiles import SyntheticSpec
+from palr_utils.retrieval import SequenceData
+from palr_utils.sampling import finetune_users
+
+
+def _hand_made() -> SequenceData:
+    # user 0: items 0, 1;  user 1: items 1, 2, 3;  user 2: items 2, 4;  user 3: items 3, 4, 5
+    train = [np.array(x) for x in ([0, 1], [1, 2, 3], [2, 4], [3, 4, 5])]
+    return SequenceData(4, 7, train, valid=np.array([6, 6, 6, 6]), test=np.array([5, 0, 1, 2]))
+
+
+def test_three_hop_affinity_on_a_hand_made_graph():
+    graph = TrainingGraph(_hand_made())
+    # user 0 -> item 1 -> user 1 -> items {1, 2, 3}; only item 1 connects user 0 to anyone
+    assert graph.three_hop(0, exclude={0, 1}) == [2, 3]
+    # user 2 -> item 2 -> user 1 -> {1,2,3}; item 4 -> user 3 -> {3,4,5}: item 3 is reached twice
+    assert graph.three_hop(2, exclude={2, 4}) == [3, 1, 5]
+    assert enrich_targets([9], graph, 2, n_targets=3, exclude={2, 4}) == [9, 3, 1]
+    assert enrich_targets([7, 8, 9], graph, 2, n_targets=3, exclude=set()) == [7, 8, 9]
+
+
+def test_swapping_keeps_each_examples_item_multiset():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        history, label = list(rng.integers(0, 20, 6)), list(rng.integers(0, 20, 3))
+        new_history, new_label = swap_history_and_label(history, label, rng)
+        assert sorted(new_history + new_label) == sorted(history + label)
+        assert len(new_history) == len(history) and len(new_label) == len(label)
+
+
+def test_titles_are_shortened_at_a_word_boundary():
+    assert shorten("A very long product title indeed", 16) == "A very long…"
+    assert shorten("Short", 16) == "Short"
+
+
+def test_twenty_percent_of_users_seeded():
+    users = finetune_users(1000, 0.2, seed=3)
+    assert len(users) == 200 and len(set(users)) == 200
+    assert np.array_equal(users, finetune_users(1000, 0.2, seed=3))
+    assert not np.array_equal(users, finetune_users(1000, 0.2, seed=4))
+    with pytest.raises(ValueError):
+        finetune_users(10, 0.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    folder = write_synthetic(tmp_path_factory.mktemp("syn") / "d", SyntheticSpec(n_users=120, n_items=200), seed=5)
+    processed = preprocess(load_movielens(folder))
+    data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
+    return processed, data
+
+
+def test_no_validation_or_test_item_leaks_into_any_example(synthetic):
+    processed, data = synthetic
+    users = finetune_users(data.n_users, 0.5, seed=1)
+    rng = np.random.default_rng(0)
+    candidates = pd.DataFrame({  # a retriever that (wrongly) proposes every user's held-out items first
+        USER: np.repeat(users, 5), SPLIT: "train",
+        ITEM: np.concatenate([[data.valid[u], data.test[u], *rng.integers(0, data.n_items, 3)] for u in users]),
+    })  # fmt: skip
+    spec = InstructionSpec(n_history=8, n_targets=5, n_candidates=12, swap_probability=0.5)
+    examples = build_instruction_examples(data, processed.items, users, spec, seed=2, candidates=candidates)
+    assert set(examples["task"]) == {"recommend", RECOMMEND_RETRIEVAL}
+    titles = processed.items.set_index(ITEM)[TITLE]
+    for _, example in examples.iterrows():
+        user = example[USER]
+        held_out = {data.valid[user], data.test[user]}
+        shown = set(example["history"]) | set(example["label"]) | set(example["candidates"])
+        assert not shown & held_out, (user, shown & held_out)
+        for item in held_out:  # nor does their title appear in the text
+            if not any(titles[item] in titles[i] for i in shown):
+                assert titles[item] not in example["prompt"] + example["completion"]
+        assert len(example["label"]) == spec.n_targets
+    retrieval = examples[examples["task"] == RECOMMEND_RETRIEVAL]
+    for _, example in retrieval.iterrows():
+        assert set(example["label"]) <= set(example["candidates"])
+        assert len(example["candidates"]) == spec.n_candidates
+
+
+def test_examples_are_deterministic_per_seed(synthetic):
+    processed, data = synthetic
+    users = finetune_users(data.n_users, 0.2, seed=1)
+    first = build_instruction_examples(data, processed.items, users, InstructionSpec(), seed=7)
+    again = build_instruction_examples(data, processed.items, users, InstructionSpec(), seed=7)
+    pd.testing.assert_frame_equal(first, again)
+    assert "The user's watching history" in first["prompt"].iloc[0]
+
+
+def test_profile_keywords_enter_the_prompt(synthetic):
+    processed, data = synthetic
+    examples = build_instruction_examples(
+        data, processed.items, [0], InstructionSpec(), seed=1, profiles={0: ["space opera", "90s"]}
+    )
+    assert "The user's preferences: space opera, 90s." in examples["prompt"].iloc[0]
+    assert processed.items[ATTRIBUTES].map(len).sum() > 0

