@@ -29,6 +29,9 @@ from palr_utils.retrieval.candidates import training_prefix
 from palr_utils.retrieval.sequences import SequenceData
 
 RECOMMEND, RECOMMEND_RETRIEVAL = "recommend", "recommend_retrieval"
+# Candidates are listed as "A. title", "B. title", ...: the model answers with letters and titles,
+# and the letter of its first answer is one token whose logits can rank all candidates at once.
+CANDIDATE_LABELS = [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
 _WORDS = {"movie": ("watching", "movies", "watched"), "product": ("purchase", "products", "bought")}
 
 
@@ -108,17 +111,26 @@ def recommend_retrieval_prompt(
     lines += [f"- {t}" for t in history_titles]
     if keywords:
         lines.append(f"The user's preferences: {', '.join(keywords)}.")
+    if len(candidate_titles) > len(CANDIDATE_LABELS):
+        raise ValueError(f"at most {len(CANDIDATE_LABELS)} candidates can be labelled, not {len(candidate_titles)}")
     lines.append(f"Candidate {noun}:")
-    lines += [f"- {t}" for t in candidate_titles]
+    lines += [f"{label}. {t}" for label, t in zip(CANDIDATE_LABELS, candidate_titles, strict=False)]
     lines.append(
-        f"From the candidates only, recommend {n} {noun} the user is likely to have {verb} next, one per line."
+        f"From the candidates only, recommend {n} {noun} the user is likely to have {verb} next, "
+        "one per line with its letter."
     )
     return "\n".join(lines)
 
 
 def completion(titles: Sequence[str]) -> str:
-    """The label: one title per line (TRL appends the end-of-sequence token)."""
+    """The *Recommend* answer: one title per line (TRL appends the end-of-sequence token)."""
     return "\n".join(titles)
+
+
+def labelled_completion(targets: Sequence[int], listed: Sequence[int], titles: Sequence[str]) -> str:
+    """The *Recommend_Retrieval* answer: "C. title" per target, the letter its place in the candidate list."""
+    position = {item: index for index, item in enumerate(listed)}
+    return "\n".join(f"{CANDIDATE_LABELS[position[t]]}. {titles[t]}" for t in targets)
 
 
 def hard_negatives(
@@ -204,9 +216,10 @@ def build_instruction_examples(
                 keywords=keywords,
                 domain=domain,
             )
-            prompt, shown = fit(make_prompt, history, answer)
+            labelled_answer = labelled_completion(label, listed, titles)
+            prompt, shown = fit(make_prompt, history, labelled_answer)
             examples.append({
                 USER: user, "task": RECOMMEND_RETRIEVAL, "history": shown, "label": label,
-                "prompt": prompt, "completion": answer, "candidates": listed,
+                "prompt": prompt, "completion": labelled_answer, "candidates": listed,
             })  # fmt: skip
     return pd.DataFrame(examples)

@@ -188,3 +188,16 @@ def generate(tokenizer, model, prompts: list[str], max_new_tokens: int = 64) -> 
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
     return tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def load_finetuned(spec: LLMSpec | str, adapter_dir: str | Path, cache_dir: str | Path | None = None):
+    """The base model with a trained LoRA adapter on top (``model.disable_adapter()`` gives the base back)."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise FileNotFoundError(f"No adapter in {adapter_dir}: run notebooks/04_finetune_palr.ipynb first.")
+    tokenizer, model = load_llm(spec, cache_dir)
+    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    model.eval()
+    return tokenizer, model

@@ -56,6 +56,8 @@ class RunProfile:
     profile_max_new_tokens: int = 32
     instructions: InstructionSpec = field(default_factory=InstructionSpec)
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
+    rerank_batch_size: int = 8
+    rerank_max_new_tokens: int = 160  # room for 10 "C. title" lines
 
 
 PROFILES: dict[str, RunProfile] = {
@@ -68,7 +70,7 @@ PROFILES: dict[str, RunProfile] = {
         sasrec_training=TrainingConfig(epochs=60, batch_size=32, learning_rate=3e-3, eval_every=2, patience=5),
         baseline_training=TrainingConfig(epochs=60, batch_size=32, learning_rate=3e-3, eval_every=2, patience=5),
         baseline_max_len=50,
-        n_eval_users=60,
+        n_eval_users=40,
         instructions=InstructionSpec(n_history=10, n_targets=5, n_candidates=10),
         finetune=FinetuneSpec(max_steps=8, max_length=512, learning_rate=5e-4),
     ),

@@ -49,3 +49,15 @@ def profile_prompt(
         parts.append(f"About the user: {user_info}.")
     parts.append(f"What kinds of {noun} does this user like? Reply with 3 to 5 keywords, separated by commas.")
     return "\n".join(parts)
+
+EXPLAIN_SYSTEM = "You are a friendly movie and product recommender who explains recommendations briefly."
+
+
+def explanation_prompt(history_titles: Sequence[str], recommended: str, domain: str = "movie") -> str:
+    """Ask for a short, natural-language reason why ``recommended`` suits this history."""
+    verb, noun = _VERBS[domain]
+    recent = "; ".join(history_titles)
+    return (
+        f"A user recently {verb} these {noun}: {recent}.\n"
+        f"In one or two sentences, explain why they might enjoy {recommended}."
+    )

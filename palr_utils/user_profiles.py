@@ -8,21 +8,16 @@ no keyword are recorded as empty (and counted), never replaced by a guess.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from palr_utils.cache import SECONDS, read_jsonl, resumable_map
 from palr_utils.constants import USER
-from palr_utils.io import atomic_path
 
-KEYWORDS, RAW, SECONDS = "keywords", "raw_output", "seconds"
+KEYWORDS, RAW = "keywords", "raw_output"
 MAX_KEYWORDS = 8
 MAX_KEYWORD_WORDS = 4
 
@@ -54,29 +49,9 @@ def parse_keywords(text: str) -> list[str]:
 
 
 def read_profiles(path: str | Path) -> pd.DataFrame:
-    """Read the JSONL cache; a truncated last line (an interrupted write) is dropped with a warning."""
-    path = Path(path)
-    columns = [USER, KEYWORDS, RAW, SECONDS]
-    if not path.exists():
-        return pd.DataFrame(columns=columns)
-    records, lines = [], path.read_text().splitlines()
-    for number, line in enumerate(lines, start=1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number != len(lines):
-                raise ValueError(f"{path}:{number} is not valid JSON; delete the file to regenerate profiles") from None
-            warnings.warn(f"{path}: dropping an incomplete last line (an interrupted run)", stacklevel=2)
-            with atomic_path(path) as tmp:
-                tmp.write_text("".join(f"{json.dumps(r)}\n" for r in records))
-    return pd.DataFrame(records, columns=columns).drop_duplicates(USER, keep="last")
-
-
-def _append(path: Path, records: list[dict]) -> None:
-    with open(path, "a") as handle:
-        handle.write("".join(json.dumps(r) + "\n" for r in records))
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Read the profile cache (user, keywords, raw_output, seconds)."""
+    frame = read_jsonl(path, USER)
+    return frame.reindex(columns=[USER, KEYWORDS, RAW, SECONDS])
 
 
 def generate_profiles(
@@ -90,22 +65,12 @@ def generate_profiles(
 
     Returns the cached profiles of exactly ``users`` (in their order).
     """
-    cache_path = Path(cache_path)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    done = set(read_profiles(cache_path)[USER].astype(int))
-    todo = [(int(u), p) for u, p in zip(users, prompts, strict=True) if int(u) not in done]
-    batches = range(0, len(todo), batch_size)
-    for start in tqdm(batches, desc="profiles", unit="batch", disable=not todo):
-        chunk = todo[start : start + batch_size]
-        started = time.perf_counter()
-        outputs = generate_batch([p for _, p in chunk])
-        per_user = (time.perf_counter() - started) / len(chunk)
-        _append(cache_path, [
-            {USER: u, KEYWORDS: parse_keywords(text), RAW: text, SECONDS: per_user}
-            for (u, _), text in zip(chunk, outputs, strict=True)
-        ])  # fmt: skip
-    profiles = read_profiles(cache_path).set_index(USER)
-    return profiles.loc[[int(u) for u in users]].reset_index()
+
+    def work(batch: list[str]) -> list[dict]:
+        return [{KEYWORDS: parse_keywords(text), RAW: text} for text in generate_batch(batch)]
+
+    profiles = resumable_map(users, prompts, work, cache_path, USER, batch_size, desc="profiles")
+    return profiles.reindex(columns=[USER, KEYWORDS, RAW, SECONDS])
 
 
 def user_descriptions(users: pd.DataFrame) -> dict[int, str]:

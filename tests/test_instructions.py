@@ -110,3 +110,16 @@ def test_profile_keywords_enter_the_prompt(synthetic):
     )
     assert "The user's preferences: space opera, 90s." in examples["prompt"].iloc[0]
     assert processed.items[ATTRIBUTES].map(len).sum() > 0
+
+
+def test_retrieval_answers_name_each_target_by_its_letter(synthetic):
+    processed, data = synthetic
+    candidates = pd.DataFrame({USER: [0] * 3, SPLIT: "train", ITEM: [100, 101, 102]})
+    spec = InstructionSpec(n_targets=3, n_candidates=8, swap_probability=0)
+    example = build_instruction_examples(data, processed.items, [0], spec, seed=3, candidates=candidates).iloc[1]
+    titles = processed.items.set_index(ITEM)[TITLE]
+    listed = example["candidates"]
+    for line, target in zip(example["completion"].splitlines(), example["label"], strict=True):
+        letter = "ABCDEFGH"[listed.index(target)]
+        assert line == f"{letter}. {titles[target]}"
+        assert f"\n{letter}. {titles[target]}\n" in example["prompt"]

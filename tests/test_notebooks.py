@@ -81,3 +81,23 @@ def test_04_finetuning_lowers_the_loss(tiny_run):
     assert metrics["v1_train_loss_last"] < metrics["v1_train_loss_first"]
     for run in ("palr_v1", "palr_v2"):
         assert (tiny_run / "finetune" / run / "adapter" / "adapter_config.json").exists()
+
+
+@pytest.mark.skipif("05_evaluation" not in NOTEBOOKS, reason="notebook 05 not present")
+def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
+    from palr_utils.profiles import PROFILES
+
+    metrics = read_metrics(tiny_run, "05_evaluation")
+    assert metrics["n_eval_users"] == PROFILES["tiny"].n_eval_users
+    for method in ("sasrec", "palr_v1", "palr_v2", "palr_v2_fast"):
+        for key in ("hr@10", "ndcg@10"):
+            assert 0.0 <= metrics[f"{method}_test_{key}"] <= 1.0
+        assert metrics[f"{method}_test_ndcg@10"] <= metrics[f"{method}_test_hr@10"]
+    for key in ("palr_v2_parse_rate", "palr_v2_hallucination_rate"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["palr_v2_seconds_per_user"] > 0 and metrics["palr_v2_fast_seconds_per_user"] > 0
+    import pandas as pd
+
+    records = pd.read_json(tiny_run / "rerank" / "palr_v2.jsonl", lines=True)
+    assert len(records) == metrics["n_eval_users"]
+    assert (records["final"].map(len) == 10).all()  # back-filled to 10 for every user

@@ -1,0 +1,141 @@
+"""Notebook 05's evaluation: the same users, the same candidates, four ways of ranking them.
+
+* ``sasrec``       - the retriever's own top 10;
+* ``palr_v1``      - PALR_v1 generates titles from the *Recommend* prompt (matched against the catalogue);
+* ``palr_v2``      - PALR_v2 generates from the *Recommend_Retrieval* prompt with the top-50 candidates;
+* ``palr_v2_fast`` - PALR_v2 scores every candidate's letter in one forward pass.
+
+A held-out item missing from a method's final 10 is a miss; there is no blending with retriever metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from palr_utils.cache import resumable_map
+from palr_utils.constants import ITEM, SPLIT, TEST, USER
+from palr_utils.instructions import CANDIDATE_LABELS, recommend_prompt, recommend_retrieval_prompt, shorten
+from palr_utils.llm import format_prompt, generate
+from palr_utils.metrics import ranking_metrics
+from palr_utils.rerank import backfill, letter_scores, match_answer, rank_in_list
+from palr_utils.retrieval.candidates import RANK
+from palr_utils.retrieval.sequences import SequenceData
+
+K = 10
+
+
+@dataclass
+class EvalCase:
+    """Everything one user's re-ranking needs, built once and shared by every method."""
+
+    user: int
+    target: int
+    history: list[int]  # the most recent items before the test item (training + validation)
+    retrieved: list[int]  # the retriever's top candidates, best first
+    listed: list[int]  # the same candidates in the order the prompt lists them (shuffled, seeded)
+    seen: set[int]
+    keywords: list[str]
+
+
+def build_cases(
+    data: SequenceData, candidates: pd.DataFrame, users: Sequence[int], keywords: dict[int, list[str]],
+    n_history: int, seed: int,
+) -> list[EvalCase]:  # fmt: skip
+    """One :class:`EvalCase` per user from the test-split candidates of notebook 03."""
+    test_rows = candidates[candidates[SPLIT] == TEST].sort_values([USER, RANK])
+    retrieved = {int(u): g[ITEM].astype(int).tolist() for u, g in test_rows.groupby(USER)}
+    cases = []
+    for user in map(int, users):
+        history = data.history(user, TEST)
+        rng = np.random.default_rng([seed, 5, user])  # per user, so a resumed run lists the same order
+        cases.append(EvalCase(
+            user=user, target=int(data.test[user]), history=[int(i) for i in history[-n_history:]],
+            retrieved=retrieved[user], listed=[int(i) for i in rng.permutation(retrieved[user])],
+            seen=set(map(int, history)), keywords=list(keywords.get(user, [])),
+        ))  # fmt: skip
+    return cases
+
+
+class Reranker:
+    """Prompts, generation and matching for one model, over :class:`EvalCase` objects."""
+
+    def __init__(self, tokenizer, model, titles: Sequence[str], domain: str = "movie", max_title_chars: int = 60):
+        self.tokenizer, self.model, self.domain = tokenizer, model, domain
+        self.titles = [shorten(t, max_title_chars) for t in titles]
+
+    def _format(self, prompt: str) -> str:
+        return format_prompt(self.tokenizer, prompt)
+
+    def v1_prompt(self, case: EvalCase) -> str:
+        return self._format(recommend_prompt([self.titles[i] for i in case.history], K, case.keywords, self.domain))
+
+    def v2_prompt(self, case: EvalCase) -> str:
+        return self._format(recommend_retrieval_prompt(
+            [self.titles[i] for i in case.history], [self.titles[i] for i in case.listed], K, case.keywords,
+            self.domain,
+        ))  # fmt: skip
+
+    def generate_v1(self, cases: list[EvalCase], max_new_tokens: int) -> list[dict]:
+        outputs = generate(self.tokenizer, self.model, [self.v1_prompt(c) for c in cases], max_new_tokens)
+        records = []
+        for case, text in zip(cases, outputs, strict=True):
+            allowed = [i for i in range(len(self.titles)) if i not in case.seen]  # the whole unseen catalogue
+            parsed = match_answer(text, allowed, self.titles)
+            records.append(_record(case, text, parsed.items, parsed))
+        return records
+
+    def generate_v2(self, cases: list[EvalCase], max_new_tokens: int) -> list[dict]:
+        outputs = generate(self.tokenizer, self.model, [self.v2_prompt(c) for c in cases], max_new_tokens)
+        records = []
+        for case, text in zip(cases, outputs, strict=True):
+            labels = dict(zip(CANDIDATE_LABELS, case.listed, strict=False))
+            parsed = match_answer(text, case.listed, self.titles, labels)
+            records.append(_record(case, text, parsed.items, parsed))
+        return records
+
+    def score_v2_fast(self, cases: list[EvalCase]) -> list[dict]:
+        scores = letter_scores(self.tokenizer, self.model, [self.v2_prompt(c) for c in cases],
+                               [len(c.listed) for c in cases])  # fmt: skip
+        records = []
+        for case, row in zip(cases, scores, strict=True):
+            order = [case.listed[j] for j in np.argsort(-row, kind="stable")]
+            records.append({"final": order[:K], "rank": rank_in_list(case.target, order[:K])})
+        return records
+
+
+def _record(case: EvalCase, text: str, items: list[int], parsed) -> dict:
+    final = backfill(items, case.retrieved, K)
+    return {
+        "final": final, "rank": rank_in_list(case.target, final), "raw_output": text, "n_lines": parsed.n_lines,
+        "n_matched": len(items), "n_hallucinated": parsed.n_hallucinated, "n_duplicates": parsed.n_duplicates,
+    }  # fmt: skip
+
+
+def run_method(method, cases: list[EvalCase], cache_path, batch_size: int) -> pd.DataFrame:
+    """Run one re-ranking method over all cases with a resumable per-user cache."""
+    return resumable_map(
+        [c.user for c in cases], cases, method, cache_path, USER, batch_size, desc=str(cache_path.stem)
+    )
+
+
+def retriever_records(cases: list[EvalCase]) -> pd.DataFrame:
+    """The retriever's own top 10 as a method (no LLM)."""
+    return pd.DataFrame([
+        {USER: c.user, "final": c.retrieved[:K], "rank": rank_in_list(c.target, c.retrieved[:K]), "seconds": 0.0}
+        for c in cases
+    ])  # fmt: skip
+
+
+def summarize(method: str, records: pd.DataFrame) -> dict[str, float]:
+    """HR@10, NDCG@10 and, for generated answers, parse and hallucination rates and seconds per user."""
+    out = {f"{method}_test_{k}": v for k, v in ranking_metrics(records["rank"].to_numpy(), ks=(K,)).items()}
+    out[f"{method}_seconds_per_user"] = float(records["seconds"].mean())
+    if "n_lines" in records:
+        lines = records["n_lines"].sum()
+        out[f"{method}_parse_rate"] = float((records["n_matched"] > 0).mean())
+        out[f"{method}_hallucination_rate"] = float(records["n_hallucinated"].sum() / lines) if lines else 0.0
+    return out

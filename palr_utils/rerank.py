@@ -1,0 +1,118 @@
+"""PALR's last step: the fine-tuned LLM re-ranks the retriever's candidates.
+
+* **Generation** (as in the paper): the model reads the *Recommend_Retrieval*
+  prompt and writes "C. title" lines. Each line is mapped back to a candidate by
+  its letter, or, failing that, by fuzzy title matching (rapidfuzz). Lines that
+  match no candidate are hallucinations: dropped and counted. Duplicates are
+  removed and a short list is back-filled in the retriever's order, so every
+  user gets 10 items. PALR_v1 writes plain titles from the *Recommend* prompt,
+  matched against the whole catalogue.
+* **Fast scoring** (beyond the paper, after LlamaRec's verbalizer): one forward
+  pass; the next-token logits over the candidates' letters rank all of them at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from rapidfuzz import fuzz, process, utils
+
+from palr_utils.instructions import CANDIDATE_LABELS
+
+_LINE = re.compile(r"^\s*(?:[-*•]\s*)?(?:(?P<label>[A-Za-z])[.)]\s+|\d+[.)]\s*)?(?P<title>.*?)\s*$")
+MATCH_CUTOFF = 88.0  # rapidfuzz ratio out of 100; below this a line names no known item
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+
+
+@dataclass
+class ParsedList:
+    """What came out of one generated answer."""
+
+    items: list[int] = field(default_factory=list)  # matched items, in the model's order, no duplicates
+    n_lines: int = 0  # non-empty answer lines
+    n_hallucinated: int = 0  # lines that named no allowed item
+    n_duplicates: int = 0
+
+
+def answer_lines(text: str) -> list[tuple[str | None, str]]:
+    """Split an answer into (letter or None, title) pairs, dropping numbering, bullets and quotes."""
+    pairs = []
+    for line in text.splitlines():
+        match = _LINE.match(line)
+        title = match["title"].strip().strip("\"'“”`*").strip()
+        if title or match["label"]:
+            pairs.append((match["label"], title))
+    return pairs
+
+
+def match_answer(
+    text: str, allowed: Sequence[int], titles: Sequence[str], labels: dict[str, int] | None = None
+) -> ParsedList:
+    """Map an answer to items among ``allowed``: by letter when ``labels`` is given, else by fuzzy title."""
+    # Each item is matched by its full title and by its title without the year, whichever is closer:
+    # models often drop the year, and plain ratio (unlike partial ratios) does not reward bare substrings.
+    keys, owners = [], []
+    for item in allowed:
+        for variant in {titles[item], _YEAR.sub("", titles[item])}:
+            keys.append(variant)
+            owners.append(item)
+    parsed = ParsedList()
+    for label, title in answer_lines(text):
+        parsed.n_lines += 1
+        item = labels.get(label) if labels and label else None
+        if item is None and title:
+            best = process.extractOne(title, keys, scorer=fuzz.ratio, processor=utils.default_process,
+                                      score_cutoff=MATCH_CUTOFF)  # fmt: skip
+            item = owners[best[2]] if best else None
+        if item is None:
+            parsed.n_hallucinated += 1
+        elif item in parsed.items:
+            parsed.n_duplicates += 1
+        else:
+            parsed.items.append(int(item))
+    return parsed
+
+
+def backfill(items: Sequence[int], retriever_order: Sequence[int], k: int = 10) -> list[int]:
+    """The model's items first, then the retriever's best remaining ones, ``k`` in total."""
+    final = list(dict.fromkeys(int(i) for i in items))[:k]
+    for item in retriever_order:
+        if len(final) >= k:
+            break
+        if int(item) not in final:
+            final.append(int(item))
+    return final
+
+
+def rank_in_list(target: int, ranked: Sequence[int]) -> int:
+    """0-based position of ``target`` in the final list; a large number when it is absent (a miss)."""
+    ranked = list(ranked)
+    return ranked.index(target) if target in ranked else 1_000_000
+
+
+def label_token_ids(tokenizer, formatted_prompt: str, n: int) -> list[int]:
+    """The token each of the first ``n`` letters becomes when it starts the answer after this prompt."""
+    prompt_ids = tokenizer(formatted_prompt, add_special_tokens=False).input_ids
+    ids = []
+    for label in CANDIDATE_LABELS[:n]:
+        full = tokenizer(formatted_prompt + label, add_special_tokens=False).input_ids
+        if full[: len(prompt_ids)] != prompt_ids or len(full) != len(prompt_ids) + 1:
+            raise ValueError(f"the letter {label!r} is not a single token after the prompt with this tokenizer")
+        ids.append(full[-1])
+    if len(set(ids)) != n:
+        raise ValueError("two candidate letters map to the same token; fast scoring cannot tell them apart")
+    return ids
+
+
+@torch.no_grad()
+def letter_scores(tokenizer, model, formatted_prompts: list[str], n_candidates: list[int]) -> list[np.ndarray]:
+    """One forward pass per batch: the next-token logit of each candidate's letter, per prompt."""
+    batch = tokenizer(formatted_prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    logits = model(**batch).logits[:, -1].float().cpu()  # left padding: the last position is every prompt's end
+    # Every prompt ends with the same answer prefix, so the letters' token ids are found once.
+    ids = label_token_ids(tokenizer, formatted_prompts[0], max(n_candidates))
+    return [logits[row, ids[:n]].numpy() for row, n in enumerate(n_candidates)]

@@ -1,0 +1,103 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from palr_utils.evaluation import EvalCase, Reranker, summarize
+from palr_utils.rerank import answer_lines, backfill, label_token_ids, letter_scores, match_answer, rank_in_list
+
+TITLES = ["Toy Story (1995)", "Heat (1995)", "Casino (1995)", "Alien (1979)", "Aliens (1986)", "Jaws (1975)"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("C. Casino (1995)\nA. Toy Story (1995)", [("C", "Casino (1995)"), ("A", "Toy Story (1995)")]),
+        ('1. "Heat (1995)"\n2) Jaws', [(None, "Heat (1995)"), (None, "Jaws")]),
+        ("- Alien (1979)\n\n* Aliens", [(None, "Alien (1979)"), (None, "Aliens")]),
+        ("", []),
+    ],
+)
+def test_answer_lines_strip_letters_numbers_bullets_and_quotes(text, expected):
+    assert answer_lines(text) == expected
+
+
+def test_matching_by_letter_then_fuzzy_title_with_hallucinations_and_duplicates_counted():
+    labels = {"A": 2, "B": 0, "C": 4}
+    text = "A. Casino (1995)\nToy Story\nC. Aliens (1986)\nB. Toy Story (1995)\nThe Godfather (1972)\nJaws"
+    parsed = match_answer(text, allowed=[2, 0, 4], titles=TITLES, labels=labels)
+    assert parsed.items == [2, 0, 4]
+    assert parsed.n_lines == 6 and parsed.n_duplicates == 1
+    assert parsed.n_hallucinated == 2  # The Godfather is unknown; Jaws (5) is known but not a candidate
+
+
+def test_near_miss_titles_match_the_catalogue():
+    parsed = match_answer("toy story\nHeat 1995\nCasino, (1995)\nToy Stroy (1995)\nThe",
+                          allowed=range(len(TITLES)), titles=TITLES)  # fmt: skip
+    assert parsed.items == [0, 1, 2] and parsed.n_duplicates == 1 and parsed.n_hallucinated == 1
+
+
+def test_empty_output_is_all_backfill():
+    parsed = match_answer("", allowed=[0, 1], titles=TITLES)
+    assert parsed.items == [] and parsed.n_lines == 0
+    assert backfill(parsed.items, [5, 4, 3], k=2) == [5, 4]
+
+
+def test_backfill_keeps_the_models_order_and_fills_from_the_retriever():
+    assert backfill([4, 2], [1, 2, 3, 4, 5], k=4) == [4, 2, 1, 3]
+    assert rank_in_list(3, [4, 2, 1, 3]) == 3 and rank_in_list(9, [4, 2, 1, 3]) >= 10
+
+
+class _Tokenizer:
+    """Characters are tokens; enough to check which logits the fast mode reads."""
+
+    pad_token_id = 0
+
+    def __call__(self, texts, return_tensors=None, padding=False, add_special_tokens=False):
+        if isinstance(texts, str):
+            return SimpleNamespace(input_ids=[ord(c) for c in texts])
+        width = max(map(len, texts))
+        ids = torch.tensor([[0] * (width - len(t)) + [ord(c) for c in t] for t in texts])
+        return _Batch(input_ids=ids, attention_mask=(ids > 0).long())
+
+
+class _Batch(dict):
+    def to(self, device):
+        return self
+
+
+class _Model:
+    device = "cpu"
+
+    def __init__(self, preferred: dict[str, float]):
+        self.preferred = preferred
+
+    def __call__(self, input_ids, attention_mask):
+        logits = torch.zeros(*input_ids.shape, 256)
+        for letter, value in self.preferred.items():
+            logits[:, -1, ord(letter)] = value
+        return SimpleNamespace(logits=logits)
+
+
+def test_fast_mode_ranks_candidates_by_their_letters_next_token_logits():
+    tokenizer = _Tokenizer()
+    assert label_token_ids(tokenizer, "prompt:", 3) == [ord("A"), ord("B"), ord("C")]
+    scores = letter_scores(tokenizer, _Model({"A": 0.1, "B": 2.0, "C": 1.0}), ["p1:", "p22:"], [3, 2])
+    np.testing.assert_allclose(scores[0], [0.1, 2.0, 1.0])
+    np.testing.assert_allclose(scores[1], [0.1, 2.0])
+
+
+def test_fast_mode_final_list_and_metrics_on_a_hand_made_case(monkeypatch):
+    import palr_utils.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "format_prompt", lambda tokenizer, prompt: prompt + "\nAnswer:")
+    case = EvalCase(user=0, target=5, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])
+    reranker = Reranker(_Tokenizer(), _Model({"A": 0.5, "B": 3.0, "C": -1.0}), TITLES)
+    (record,) = reranker.score_v2_fast([case])
+    assert record["final"] == [5, 4, 3]  # B (item 5) first, then A (item 4), then C (item 3)
+    assert record["rank"] == 0
+    import pandas as pd
+
+    metrics = summarize("palr_v2_fast", pd.DataFrame([{**record, "seconds": 0.5}]))
+    assert metrics["palr_v2_fast_test_ndcg@10"] == 1.0 and metrics["palr_v2_fast_seconds_per_user"] == 0.5
