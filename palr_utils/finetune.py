@@ -42,6 +42,7 @@ class FinetuneSpec:
     max_length: int = 1024  # tokens; instruction prompts are fitted below this
     save_steps: int = 50
     gradient_checkpointing: bool = False  # saves memory on a GPU; costs about 30% time on a CPU
+    max_minutes: float | None = None  # a wall-clock budget: training stops (and saves) when it runs out
 
 
 def to_sft_dataset(examples: pd.DataFrame, tokenizer, system: str | None = None):
@@ -62,6 +63,39 @@ def lora_config(spec: FinetuneSpec):
         target_modules=list(spec.target_modules),
         task_type="CAUSAL_LM",
     )
+
+
+def _time_budget_callback(minutes: float):
+    """A transformers callback that ends training once ``minutes`` of training have passed."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.perf_counter() - self.started > 60 * minutes:
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+    return TimeBudget()
+
+
+def _model_init_kwargs(llm: LLMSpec, dtype) -> dict:
+    """How SFTTrainer loads the base model: in 4-bit, each process puts its copy on its own GPU."""
+    import torch
+
+    if not llm.load_in_4bit:
+        return {"dtype": dtype}
+    kwargs = {"dtype": torch.bfloat16}
+    if torch.cuda.is_available():
+        from accelerate import PartialState
+
+        kwargs["device_map"] = {"": PartialState().local_process_index}  # one GPU per process under accelerate
+    return kwargs
 
 
 def _read_result(history_path: Path, adapter: Path) -> FinetuneResult:
@@ -115,7 +149,7 @@ def finetune(
         use_cpu=not torch.cuda.is_available(),
         report_to="none",
         seed=seed,
-        model_init_kwargs={"dtype": torch.bfloat16 if llm.load_in_4bit else dtype},
+        model_init_kwargs=_model_init_kwargs(llm, dtype),
     )
     trainer = SFTTrainer(
         model=resolve_model_path(llm.name),
@@ -124,11 +158,14 @@ def finetune(
         processing_class=tokenizer,
         peft_config=lora_config(spec),
         quantization_config=quantization_config_4bit() if llm.load_in_4bit else None,
+        callbacks=[_time_budget_callback(spec.max_minutes)] if spec.max_minutes else None,
     )
     quantized = _has_4bit_layers(trainer.model)
     trainer.train(resume_from_checkpoint=_last_checkpoint(output_dir))
-    with atomic_path(adapter) as tmp:
-        trainer.model.save_pretrained(tmp)
-    history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row])
-    write_json({"history": history.to_dict(orient="records"), "quantized_4bit": quantized}, history_path)
+    if trainer.is_world_process_zero():  # under accelerate launch, one process writes
+        with atomic_path(adapter) as tmp:
+            trainer.model.save_pretrained(tmp)
+        history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row])
+        write_json({"history": history.to_dict(orient="records"), "quantized_4bit": quantized}, history_path)
+    trainer.accelerator.wait_for_everyone()
     return _read_result(history_path, adapter)

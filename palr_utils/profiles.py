@@ -82,7 +82,8 @@ PROFILES: dict[str, RunProfile] = {
         sasrec_training=TrainingConfig(epochs=200, learning_rate=2e-3, eval_every=2, patience=5, max_minutes=28),
         baseline_training=TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=5),
         instructions=InstructionSpec(n_history=10, n_targets=10, n_candidates=20),
-        finetune=FinetuneSpec(epochs=1, max_length=768),
+        # one epoch over ~2,400 examples; the budget keeps PALR_v2 under 45 minutes on 2 cores
+        finetune=FinetuneSpec(epochs=1, max_length=768, max_minutes=40),
     ),
     "paper": RunProfile(
         name="paper",

@@ -86,3 +86,11 @@ def test_finished_run_is_reused_and_interrupted_run_resumes(tiny_llama, tokenize
     assert resumed.history["step"].tolist() == [1, 2, 3, 4]
     # steps 1-2 are the logged values restored from the checkpoint, not a rerun
     pd.testing.assert_frame_equal(resumed.history.iloc[:2], first.history)
+
+
+def test_time_budget_stops_training_early_and_still_saves(tiny_llama, tokenizer, tmp_path):
+    spec = FinetuneSpec(max_steps=50, batch_size=4, max_length=128, max_minutes=1e-6)
+    result = finetune(LLMSpec(str(tiny_llama), dtype="float32"), tokenizer, to_sft_dataset(_rows(), tokenizer),
+                      tmp_path, spec)  # fmt: skip
+    assert result.history["step"].tolist() == [1]
+    assert (result.adapter_dir / "adapter_config.json").exists()

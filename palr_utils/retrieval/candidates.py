@@ -31,7 +31,7 @@ def training_prefix(train_items: np.ndarray, n_targets: int) -> tuple[np.ndarray
     return train_items[:cut], train_items[cut:]
 
 
-def _rows(users: np.ndarray, split: str, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+def candidate_rows(users: np.ndarray, split: str, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     k = items.shape[1]
     return pd.DataFrame({
         USER: np.repeat(users, k),
@@ -61,10 +61,10 @@ def export_candidates(
     for start in range(0, data.n_users, batch_size):
         batch = users[start : start + batch_size]
         for split in (VALID, TEST):
-            frames.append(_rows(batch, split, *model.top_k(batch, k, split)))
+            frames.append(candidate_rows(batch, split, *model.top_k(batch, k, split)))
         if hasattr(model, "score_histories"):
             prefixes = [training_prefix(data.train[u], n_targets)[0] for u in batch]
-            frames.append(_rows(batch, TRAIN, *top_k_after_histories(model, prefixes, k)))
+            frames.append(candidate_rows(batch, TRAIN, *top_k_after_histories(model, prefixes, k)))
     return pd.concat(frames, ignore_index=True).sort_values([SPLIT, USER, RANK], kind="mergesort")
 
 

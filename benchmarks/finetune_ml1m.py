@@ -1,0 +1,137 @@
+"""Benchmark: PALR_v2 fine-tuning of SmolLM2 on MovieLens-1M, `cpu` profile, 2 CPU cores.
+
+    .venv/bin/python benchmarks/finetune_ml1m.py [--data-dir ../shared/data/ml-1m]
+
+Builds the real inputs of notebook 04 on the real data: the 20% fine-tuning users,
+their SmolLM2 profiles, SASRec's candidates after each training prefix (the SASRec
+of benchmarks/sasrec_ml1m.py, reused from its checkpoint when present), the
+*Recommend* + *Recommend_Retrieval* examples; then fine-tunes PALR_v2 with the
+profile's settings and records the times and losses in
+benchmarks/results/finetune_ml1m_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from palr_utils.data import load_raw_dataset, preprocess
+from palr_utils.finetune import finetune, to_sft_dataset
+from palr_utils.instructions import build_instruction_examples
+from palr_utils.io import write_json
+from palr_utils.llm import load_llm
+from palr_utils.profiles import resolve_config
+from palr_utils.retrieval import SASRec, SequenceData, train
+from palr_utils.retrieval.candidates import candidate_rows, top_k_after_histories, training_prefix
+from palr_utils.sampling import finetune_users
+from palr_utils.user_profiles import build_profile_prompts, generate_profiles, llm_profile_writer, user_descriptions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", default="../shared/data/ml-1m")
+    parser.add_argument("--dataset", default="custom")
+    parser.add_argument("--work-dir", default="artifacts/benchmarks/finetune_ml1m")
+    parser.add_argument("--sasrec-checkpoint", default="artifacts/benchmarks/sasrec_ml1m")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "finetune_ml1m_cpu.json"))
+    args = parser.parse_args()
+
+    config = resolve_config("cpu", args.dataset, args.data_dir, args.work_dir)
+    profile, work = config.profile, Path(args.work_dir)
+    processed = preprocess(load_raw_dataset(config), profile.min_interactions)
+    data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
+    users = finetune_users(data.n_users, profile.finetune_fraction, config.seed)
+
+    started = time.perf_counter()
+    sasrec = SASRec(data.n_items, profile.sasrec)
+    train(sasrec, data, profile.sasrec_training, args.sasrec_checkpoint, progress=False)  # reuses a finished run
+    sasrec_seconds = time.perf_counter() - started
+    prefixes = [training_prefix(data.train[u], profile.instructions.n_targets)[0] for u in users]
+    items, scores = top_k_after_histories(sasrec, prefixes, profile.n_candidates)
+    candidates = candidate_rows(users, "train", items, scores)
+
+    started = time.perf_counter()
+    tokenizer, model = load_llm(profile.llm)
+    prompts = build_profile_prompts(
+        [data.train[u] for u in users],
+        processed.items,
+        users,
+        user_descriptions(processed.users),
+        "movie",
+        profile.profile_history_items,
+    )
+    profiles = generate_profiles(
+        users,
+        prompts,
+        llm_profile_writer(tokenizer, model, profile.profile_max_new_tokens),
+        work / "profiles.jsonl",
+        profile.profile_batch_size,
+    )
+    profile_seconds = time.perf_counter() - started
+    keywords = dict(zip(profiles["user"], profiles["keywords"], strict=True))
+
+    count_tokens = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
+    examples = build_instruction_examples(
+        data,
+        processed.items,
+        users,
+        profile.instructions,
+        config.seed,
+        keywords,
+        candidates,
+        "movie",
+        count_tokens,
+        profile.finetune.max_length - 32,
+    )
+    lengths = [count_tokens(p + c) for p, c in zip(examples["prompt"], examples["completion"], strict=True)]
+
+    shutil.rmtree(work / "palr_v2", ignore_errors=True)  # measure a full run
+    started = time.perf_counter()
+    result = finetune(
+        profile.llm, tokenizer, to_sft_dataset(examples, tokenizer), work / "palr_v2", profile.finetune, config.seed
+    )
+    finetune_seconds = time.perf_counter() - started
+    history = result.history
+    planned_steps = int(np.ceil(len(examples) / profile.finetune.batch_size) * profile.finetune.epochs)
+    out = {
+        "n_finetune_users": len(users),
+        "n_train_examples": len(examples),
+        "tokens_per_example_mean": float(np.mean(lengths)),
+        "tokens_per_example_max": int(np.max(lengths)),
+        "finetune_spec": {
+            k: getattr(profile.finetune, k)
+            for k in (
+                "lora_r",
+                "lora_alpha",
+                "target_modules",
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "max_length",
+                "max_minutes",
+            )
+        },
+        "steps_planned_for_one_epoch": planned_steps,
+        "steps_done": int(history["step"].max()),
+        "epochs_done": float(history["epoch"].max()),
+        "v2_train_loss_first": float(history["loss"].iloc[0]),
+        "v2_train_loss_last": float(history["loss"].iloc[-1]),
+        "v2_train_loss_last_20_steps_mean": float(history["loss"].tail(20).mean()),
+        "finetune_wall_seconds": round(finetune_seconds, 1),
+        "seconds_per_step": round(finetune_seconds / int(history["step"].max()), 2),
+        "profile_generation_seconds": round(profile_seconds, 1),
+        "sasrec_load_or_train_seconds": round(sasrec_seconds, 1),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+    }
+    write_json(out, args.out)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Fine-tune PALR_v1 and PALR_v2 outside the notebook, e.g. on several GPUs with Accelerate.
+
+    accelerate launch -m palr_utils.finetune_cli --profile paper --artifact-dir artifacts/paper/ml-1m
+
+Reads the instruction data notebook 04 wrote (``instructions.parquet``) and trains the
+same adapters, in the same folders, with the same TRL trainer; notebook 04 then
+finds them finished and only plots their losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from palr_utils.finetune import finetune, to_sft_dataset
+from palr_utils.instructions import RECOMMEND
+from palr_utils.io import require_artifacts
+from palr_utils.llm import resolve_model_path
+from palr_utils.profiles import resolve_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="paper")
+    parser.add_argument("--dataset", default="")
+    parser.add_argument("--artifact-dir", default="")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+
+    from transformers import AutoTokenizer
+
+    config = resolve_config(args.profile, args.dataset, "", args.artifact_dir, args.seed)
+    (path,) = require_artifacts(config.artifact_dir, ["instructions.parquet"], producer="04_finetune_palr")
+    examples = pd.read_parquet(path)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.profile.llm.name))
+    for name, rows in {"v1": examples[examples["task"] == RECOMMEND], "v2": examples}.items():
+        result = finetune(
+            config.profile.llm, tokenizer, to_sft_dataset(rows, tokenizer),
+            config.artifact_dir / "finetune" / f"palr_{name}", config.profile.finetune, config.seed,
+        )  # fmt: skip
+        print(f"PALR_{name}: adapter in {result.adapter_dir}")
+
+
+if __name__ == "__main__":
+    main()
