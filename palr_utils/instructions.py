@@ -16,13 +16,14 @@ The paper's two techniques are here too:
 
 from __future__ import annotations
 
-from collections import Counter
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from palr_utils.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, TRAIN, USER
 from palr_utils.prompts import CANDIDATE_LABELS, recommend_prompt, recommend_retrieval_prompt
@@ -50,24 +51,36 @@ def shorten(title: str, limit: int) -> str:
 
 
 class TrainingGraph:
-    """Who interacted with what in training (prefixes and labels alike; never validation or test)."""
+    """Who interacted with what in training (prefixes and labels alike; never validation or test).
+
+    A sparse user x item matrix X: the number of 3-hop paths from user u to item j is
+    sum over other users v of (items u and v share) * X[v, j], two sparse products.
+    """
 
     def __init__(self, data: SequenceData):
-        self.items_of = [set(map(int, items)) for items in data.train]
-        self.users_of: list[list[int]] = [[] for _ in range(data.n_items)]
-        for user, items in enumerate(self.items_of):
-            for item in items:
-                self.users_of[item].append(user)
+        lengths = [len(items) for items in data.train]
+        rows = np.repeat(np.arange(data.n_users), lengths)
+        matrix = sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, np.concatenate(data.train))),
+            shape=(data.n_users, data.n_items),
+        )
+        matrix.data[:] = 1.0  # a repeated pair counts once
+        self.matrix, self.matrix_t = matrix, matrix.T.tocsr()
+        self._paths: dict[int, np.ndarray] = {}
+
+    def path_counts(self, user: int) -> np.ndarray:
+        """Number of user -> item -> other user -> item paths reaching each item."""
+        if user not in self._paths:
+            shared = np.asarray((self.matrix @ self.matrix[user].T).todense()).ravel()  # items shared with each user
+            shared[user] = 0.0  # paths go through *other* users
+            self._paths = {user: self.matrix_t @ shared}  # keep one: the builder asks twice in a row
+        return self._paths[user]
 
     def three_hop(self, user: int, exclude: set[int]) -> list[int]:
         """Items reached by user -> item -> other user -> item, most paths first (ties by item id)."""
-        paths: Counter[int] = Counter()
-        for item in self.items_of[user]:
-            for other in self.users_of[item]:
-                if other != user:
-                    paths.update(self.items_of[other])
-        ranked = sorted(paths.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [item for item, _ in ranked if item not in exclude]
+        paths = self.path_counts(user)
+        order = np.lexsort((np.arange(len(paths)), -paths))
+        return [int(i) for i in order if paths[i] > 0 and int(i) not in exclude]
 
 
 def enrich_targets(targets: list[int], graph: TrainingGraph, user: int, n_targets: int, exclude: set[int]) -> list[int]:
@@ -99,16 +112,18 @@ def labelled_completion(targets: Sequence[int], listed: Sequence[int], titles: S
 
 
 def hard_negatives(
-    user: int, targets: list[int], items: pd.DataFrame, graph: TrainingGraph, retrieved: Sequence[int],
+    user: int, targets: list[int], genres: Sequence[set[str]], graph: TrainingGraph, retrieved: Sequence[int],
     exclude: set[int], n: int, rng: np.random.Generator,
 ) -> list[int]:  # fmt: skip
-    """Up to ``n`` plausible wrong answers: the retriever's top items, same-genre items, co-watched items."""
-    attributes = items[ATTRIBUTES]
-    target_genres = {g for t in targets for g in attributes.iloc[t]}
-    same_genre = [i for i in rng.permutation(len(items)) if set(attributes.iloc[i]) & target_genres][: 4 * n]
+    """Up to ``n`` plausible wrong answers: the retriever's top items, co-watched items, same-genre items.
+
+    ``genres`` holds each item's attributes as a set, indexed by item id.
+    """
+    target_genres = set().union(*(genres[t] for t in targets))
+    same_genre = itertools.islice((int(i) for i in rng.permutation(len(genres)) if genres[i] & target_genres), 4 * n)
     co_watched = graph.three_hop(user, exclude)[: 2 * n]
     pool: list[int] = []
-    for source in (list(retrieved), list(co_watched), list(same_genre)):  # the retriever's are the hardest
+    for source in (list(retrieved), co_watched, list(same_genre)):  # the retriever's are the hardest
         for item in source:
             item = int(item)
             if item not in exclude and item not in targets and item not in pool:
@@ -145,6 +160,7 @@ def build_instruction_examples(
     rng = np.random.default_rng([seed, 4])
     items = items.sort_values(ITEM).reset_index(drop=True)
     titles = [shorten(t, spec.max_title_chars) for t in items[TITLE]]
+    genres = [set(a) for a in items[ATTRIBUTES]]
     graph = TrainingGraph(data)
     retrieved = {}
     if candidates is not None:
@@ -170,7 +186,7 @@ def build_instruction_examples(
         if candidates is not None:
             exclude = seen | held_out | set(history)
             negatives = hard_negatives(
-                user, label, items, graph, retrieved.get(user, []), exclude, spec.n_candidates - len(label), rng
+                user, label, genres, graph, retrieved.get(user, []), exclude, spec.n_candidates - len(label), rng
             )
             listed = [int(i) for i in rng.permutation(label + negatives)]
             listed_titles = [titles[i] for i in listed]
