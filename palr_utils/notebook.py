@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
@@ -14,7 +13,6 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and (if installed) PyTorch so reruns give the same numbers."""
     random.seed(seed)
     np.random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     try:
         import torch
     except ImportError:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,12 @@ class ParsedList:
     n_duplicates: int = 0
 
 
+@functools.cache
+def _title_variants(title: str) -> tuple[str, ...]:
+    """The title, and the title without its year; cached because PALR_v1 matches against the whole catalogue."""
+    return tuple(dict.fromkeys((title, _YEAR.sub("", title))))
+
+
 def answer_lines(text: str) -> list[tuple[str | None, str]]:
     """Split an answer into (letter or None, title) pairs, dropping numbering, bullets and quotes."""
     pairs = []
@@ -57,7 +64,7 @@ def match_answer(
     # models often drop the year, and plain ratio (unlike partial ratios) does not reward bare substrings.
     keys, owners = [], []
     for item in allowed:
-        for variant in {titles[item], _YEAR.sub("", titles[item])}:
+        for variant in _title_variants(titles[item]):
             keys.append(variant)
             owners.append(item)
     parsed = ParsedList()

@@ -15,7 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from palr_utils.cache import SECONDS, read_jsonl, resumable_map
-from palr_utils.constants import USER
+from palr_utils.constants import ATTRIBUTES, ITEM, TITLE, USER
+from palr_utils.data.movielens import describe_movielens_user
+from palr_utils.llm import format_prompt, generate
+from palr_utils.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM, profile_prompt
 
 KEYWORDS, RAW = "keywords", "raw_output"
 MAX_KEYWORDS = 8
@@ -75,8 +78,6 @@ def generate_profiles(
 
 def user_descriptions(users: pd.DataFrame) -> dict[int, str]:
     """Optional user information as text (MovieLens' gender, age group, occupation), keyed by user id."""
-    from palr_utils.data.movielens import describe_movielens_user
-
     if not {"gender", "age", "occupation"} <= set(users.columns):
         return {}
     known = users.dropna(subset=["gender", "age", "occupation"])
@@ -95,9 +96,6 @@ def build_profile_prompts(
     max_items: int = 20,
 ) -> list[str]:
     """One profile prompt per user from their training history (item ids) and the item table."""
-    from palr_utils.constants import ATTRIBUTES, ITEM, TITLE
-    from palr_utils.prompts import profile_prompt
-
     table = items.set_index(ITEM)
     titles, attributes = table[TITLE], table[ATTRIBUTES]
     user_info = user_info or {}
@@ -111,9 +109,6 @@ def build_profile_prompts(
 
 def llm_profile_writer(tokenizer, model, max_new_tokens: int = 32) -> Callable[[list[str]], list[str]]:
     """A ``generate_batch`` for :func:`generate_profiles`: chat-formats each prompt and generates greedily."""
-    from palr_utils.llm import format_prompt, generate
-    from palr_utils.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM
-
     def write(prompts: list[str]) -> list[str]:
         formatted = [format_prompt(tokenizer, p, PROFILE_SYSTEM, PROFILE_ANSWER_PREFIX) for p in prompts]
         return generate(tokenizer, model, formatted, max_new_tokens)

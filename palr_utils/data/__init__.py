@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from palr_utils.constants import INTERACTIONS_FILE, ITEMS_FILE, USERS_FILE
+from palr_utils.constants import ATTRIBUTES, INTERACTIONS_FILE, ITEMS_FILE, USERS_FILE
 from palr_utils.data.beauty import META_FILE, REVIEWS_FILE, load_beauty
 from palr_utils.data.custom import load_custom
 from palr_utils.data.download import BEAUTY_META, BEAUTY_REVIEWS, ML_1M_ZIP, DownloadError, fetch
@@ -104,5 +104,5 @@ def load_processed(artifact_dir: str | Path) -> ProcessedDataset:
         artifact_dir, [INTERACTIONS_FILE, ITEMS_FILE, USERS_FILE], producer="01_preprocessing"
     )
     items_frame = pd.read_parquet(items)
-    items_frame["attributes"] = items_frame["attributes"].map(list)  # parquet gives numpy arrays
+    items_frame[ATTRIBUTES] = items_frame[ATTRIBUTES].map(list)  # parquet gives numpy arrays
     return ProcessedDataset(pd.read_parquet(interactions), items_frame, pd.read_parquet(users))
