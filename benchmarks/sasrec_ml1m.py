@@ -51,7 +51,8 @@ def main() -> None:
         "sasrec_config": model.describe(),
         "training_config": {
             k: getattr(config.profile.sasrec_training, k)
-            for k in ("epochs", "batch_size", "learning_rate", "eval_every", "patience", "max_minutes")
+            for k in ("epochs", "batch_size", "learning_rate", "eval_every", "patience", "max_minutes",
+                      "lr_decay_factor", "lr_decay_patience", "bf16_autocast")
         },  # fmt: skip
         "best_epoch": model.best_epoch,
         "epochs_run": int(history["epoch"].max()),

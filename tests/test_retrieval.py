@@ -25,7 +25,7 @@ from palr_utils.retrieval import (
     train,
 )
 from palr_utils.retrieval.candidates import training_prefix
-from palr_utils.retrieval.sequences import left_pad
+from palr_utils.retrieval.sequences import left_pad, next_item_batches, training_windows
 
 FAST = TrainingConfig(epochs=4, batch_size=16, learning_rate=3e-3, eval_every=2, patience=5)
 
@@ -53,6 +53,27 @@ def test_sequence_data_splits_and_masks():
 
 def test_left_pad_keeps_the_most_recent_items():
     assert left_pad([np.array([5, 6, 7]), np.array([1])], 2).tolist() == [[7, 8], [0, 2]]
+
+
+def test_training_windows_make_every_interaction_a_target_once():
+    sequence = np.arange(100, 123)  # 23 items, windows of max_len + 1 = 6 items
+    windows = training_windows(sequence, max_len=5, all_windows=True)
+    assert windows[0].tolist() == list(range(117, 123))  # the most recent window comes first
+    targets = sorted(int(t) for w in windows for t in w[1:])
+    assert targets == list(range(101, 123))  # every item but the very first is predicted exactly once
+    assert all(2 <= len(w) <= 6 for w in windows)
+    assert [w.tolist() for w in training_windows(sequence, 5, all_windows=False)] == [list(range(117, 123))]
+    assert [w.tolist() for w in training_windows(np.array([4, 5]), 5, all_windows=True)] == [[4, 5]]
+
+
+def test_next_item_batches_shift_targets_by_one(small_data):
+    batches = next_item_batches(small_data, np.random.default_rng(0), 16, max_len=8, all_windows=True)
+    inputs, targets = batches[0]
+    real = targets > 0
+    # the target at position t is the input at position t + 1 of the same window
+    assert torch.equal(inputs[:, 1:] * real[:, :-1], targets[:, :-1] * real[:, :-1])
+    n_windows = sum(len(training_windows(s, 8, True)) for s in small_data.train)
+    assert sum(len(b[0]) for b in batches) == n_windows > small_data.n_users
 
 
 def test_top_k_masks_seen_items_caps_k_and_refuses_unknown_users(small_data):
@@ -100,6 +121,21 @@ def test_each_baseline_trains_and_scores_every_item(small_data, name):
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     scores = model.score(np.array([0, 1, 2]), "test")
     assert scores.shape == (3, small_data.n_items) and torch.isfinite(scores).all()
+
+
+def test_learning_rate_decays_on_a_plateau_and_resumes_with_it(small_data, tmp_path):
+    def stalled_model():  # validation never improves after the first evaluation
+        model = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16))
+        model.evaluate = lambda split: {"hr@10": 0.2, "ndcg@10": 0.1}
+        return model
+
+    config = TrainingConfig(epochs=6, batch_size=16, learning_rate=1e-3, eval_every=2, patience=10,
+                            lr_decay_factor=0.5, lr_decay_patience=0, bf16_autocast=True)  # fmt: skip
+    history = train(stalled_model(), small_data, TrainingConfig(**{**config.__dict__, "epochs": 4}), tmp_path,
+                    progress=False)  # fmt: skip
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 5e-4])
+    history = train(stalled_model(), small_data, config, tmp_path, progress=False)  # resumes at epoch 4
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 5e-4, 2.5e-4])
 
 
 def test_bce_variant_of_sasrec_trains(small_data):

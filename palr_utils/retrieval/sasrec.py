@@ -30,6 +30,7 @@ class SASRecConfig:
     n_blocks: int = 2
     n_heads: int = 1
     dropout: float = 0.2
+    all_windows: bool = True  # train on older parts of long histories too (see sequences.training_windows)
     loss: str = "ce"  # "ce": full softmax; "bce": one sampled negative (the original paper)
 
 
@@ -97,7 +98,7 @@ class SASRec(TorchRetriever):
         return self.score_histories([self.data.history(int(u), split) for u in users])
 
     def batches(self, data: SequenceData, rng: np.random.Generator, batch_size: int):
-        return next_item_batches(data, rng, batch_size, self.config.max_len)
+        return next_item_batches(data, rng, batch_size, self.config.max_len, self.config.all_windows)
 
     def loss(self, batch) -> torch.Tensor:
         inputs, targets = batch

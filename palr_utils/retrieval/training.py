@@ -36,6 +36,9 @@ class TrainingConfig:
     eval_every: int = 1  # epochs between validation runs
     patience: int = 10  # validation runs without improvement before stopping
     max_minutes: float | None = None  # a wall-clock budget; the best checkpoint so far is kept
+    lr_decay_factor: float | None = None  # multiply the learning rate by this when validation stalls...
+    lr_decay_patience: int = 1  # ...for this many validation runs (torch's ReduceLROnPlateau)
+    bf16_autocast: bool = False  # bf16 matmuls on CPU: faster where the CPU has bf16 units
     seed: int = 42
 
 
@@ -69,7 +72,7 @@ def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig)
     return {"model": model.describe(), "training": training, "data": data.fingerprint()}
 
 
-def _load_state(model, optimizer, folder: Path, identity: dict) -> dict | None:
+def _load_state(model, optimizer, scheduler, folder: Path, identity: dict) -> dict | None:
     state_path = folder / "state.json"
     if not state_path.exists():
         return None
@@ -80,17 +83,20 @@ def _load_state(model, optimizer, folder: Path, identity: dict) -> dict | None:
             "Delete the folder or use another ARTIFACT_DIR to train afresh."
         )
     model.load_state_dict(load_file(folder / "last.safetensors"))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    saved = torch.load(folder / "optimizer.pt", weights_only=True)
+    optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(saved["scheduler"])
     return state
 
 
-def _save_state(model, optimizer, folder: Path, state: dict, is_best: bool) -> None:
+def _save_state(model, optimizer, scheduler, folder: Path, state: dict, is_best: bool) -> None:
     weights = {k: v.contiguous() for k, v in model.state_dict().items()}
     for name in ("last", "best") if is_best else ("last",):
         with atomic_path(folder / f"{name}.safetensors") as tmp:
             save_file(weights, str(tmp))
     with atomic_path(folder / "optimizer.pt") as tmp:
-        torch.save(optimizer.state_dict(), tmp)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler and scheduler.state_dict()}, tmp)
     write_json(state, folder / "state.json")  # written last: it vouches for the files above
 
 
@@ -109,9 +115,14 @@ def train(
     rng = np.random.default_rng(config.seed)
     model.data = data
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = None
+    if config.lr_decay_factor:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=config.lr_decay_factor, patience=config.lr_decay_patience
+        )
     identity = _identity(model, data, config)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
-    state = _load_state(model, optimizer, folder, identity) if folder else None
+    state = _load_state(model, optimizer, scheduler, folder, identity) if folder else None
     if state is None:
         state = {"identity": identity, "epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "stale": 0,
                  "history": [], "seconds": 0.0, "finished": False}  # fmt: skip
@@ -124,10 +135,11 @@ def train(
         model.train()
         losses = []
         batches = model.batches(data, rng, config.batch_size)
-        total = math.ceil(data.n_users / config.batch_size)
+        total = len(batches) if hasattr(batches, "__len__") else math.ceil(data.n_users / config.batch_size)
         for batch in tqdm(batches, total=total, desc=f"{model.name} epoch {epoch}", disable=not progress, leave=False):
             optimizer.zero_grad()
-            loss = model.loss(batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16_autocast):
+                loss = model.loss(batch)
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
@@ -140,6 +152,9 @@ def train(
         metrics = model.evaluate(VALID)
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "val_hr@10": metrics["hr@10"],
                "val_ndcg@10": metrics["ndcg@10"], "seconds": state["seconds"]}  # fmt: skip
+        if scheduler is not None:
+            scheduler.step(metrics["ndcg@10"])
+            row["learning_rate"] = optimizer.param_groups[0]["lr"]
         state["history"].append(row)
         is_best = metrics["ndcg@10"] > state["best_ndcg"]
         if is_best:
@@ -152,7 +167,7 @@ def train(
             print(f"{model.name} epoch {epoch}: loss {row['loss']:.4f}, val NDCG@10 {row['val_ndcg@10']:.4f}"
                   f"{' (best)' if is_best else ''}", flush=True)  # fmt: skip
         if folder:
-            _save_state(model, optimizer, folder, state, is_best)
+            _save_state(model, optimizer, scheduler, folder, state, is_best)
         elif is_best:
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
