@@ -119,7 +119,9 @@ def label_token_ids(tokenizer, formatted_prompt: str, n: int) -> list[int]:
 def letter_scores(tokenizer, model, formatted_prompts: list[str], n_candidates: list[int]) -> list[np.ndarray]:
     """One forward pass per batch: the next-token logit of each candidate's letter, per prompt."""
     batch = tokenizer(formatted_prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    logits = model(**batch).logits[:, -1].float().cpu()  # left padding: the last position is every prompt's end
+    # Left padding: the last position is every prompt's end. logits_to_keep=1 skips the vocabulary projection
+    # of all other positions (a fifth of the forward pass for SmolLM2 on an 800-token prompt).
+    logits = model(**batch, logits_to_keep=1).logits[:, -1].float().cpu()
     # Every prompt ends with the same answer prefix, so the letters' token ids are found once.
     ids = label_token_ids(tokenizer, formatted_prompts[0], max(n_candidates))
     return [logits[row, ids[:n]].numpy() for row, n in enumerate(n_candidates)]

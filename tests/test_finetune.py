@@ -94,3 +94,13 @@ def test_time_budget_stops_training_early_and_still_saves(tiny_llama, tokenizer,
                       tmp_path, spec)  # fmt: skip
     assert result.history["step"].tolist() == [1]
     assert (result.adapter_dir / "adapter_config.json").exists()
+
+
+def test_lora_on_the_last_layers_only_adapts_those_layers(tiny_llama, tokenizer, tmp_path):
+    from safetensors.torch import load_file
+
+    spec = FinetuneSpec(max_steps=1, batch_size=4, max_length=128, lora_last_layers=1)
+    result = finetune(LLMSpec(str(tiny_llama)), tokenizer, to_sft_dataset(_rows(), tokenizer), tmp_path, spec)
+    weights = load_file(result.adapter_dir / "adapter_model.safetensors")
+    adapted = {name.split("layers.")[1].split(".")[0] for name in weights}
+    assert adapted == {"1"}  # the tiny model has layers 0 and 1; only the last one has adapters
