@@ -85,9 +85,11 @@ PROFILES: dict[str, RunProfile] = {
             lr_decay_factor=0.5, lr_decay_patience=1, bf16_autocast=cpu_supports_bf16(),
         ),  # fmt: skip
         baseline_training=TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=5),
-        instructions=InstructionSpec(n_history=10, n_targets=10, n_candidates=20),
-        # one epoch over ~2,400 examples; the budget keeps PALR_v2 under 45 minutes on 2 cores
-        finetune=FinetuneSpec(epochs=1, max_length=768, max_minutes=40),
+        instructions=InstructionSpec(n_history=10, n_targets=10, n_candidates=15),
+        # One epoch over ~2,400 examples. On 2 cores: length-grouped batches (1.3x less padding) and adapters on the
+        # last 10 of SmolLM2's 30 layers (1.35x faster steps) bring PALR_v2 to about 45 minutes; the budget is a
+        # safety net on slower machines (the benchmark records how much of the epoch ran).
+        finetune=FinetuneSpec(epochs=1, max_length=768, lora_last_layers=10, max_minutes=44),
     ),
     "paper": RunProfile(
         name="paper",

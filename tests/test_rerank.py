@@ -73,11 +73,11 @@ class _Model:
     def __init__(self, preferred: dict[str, float]):
         self.preferred = preferred
 
-    def __call__(self, input_ids, attention_mask):
+    def __call__(self, input_ids, attention_mask, logits_to_keep=0):
         logits = torch.zeros(*input_ids.shape, 256)
         for letter, value in self.preferred.items():
             logits[:, -1, ord(letter)] = value
-        return SimpleNamespace(logits=logits)
+        return SimpleNamespace(logits=logits[:, -logits_to_keep:])  # 0 keeps all, as in transformers
 
 
 def test_fast_mode_ranks_candidates_by_their_letters_next_token_logits():
