@@ -1,0 +1,106 @@
+"""Benchmark: what the `cpu` fine-tuning settings buy, on the real MovieLens-1M instruction data.
+
+    .venv/bin/python benchmarks/finetune_settings_ml1m.py [--data-dir ../shared/data/ml-1m] [--steps 6]
+
+Builds the PALR_v2 examples of notebook 04 (candidates from an untrained SASRec: only the prompt lengths
+matter here, and profiles from a notebook-02 cache when one exists), then measures
+
+* the padded tokens of one epoch with random batches and with length-grouped batches
+  (transformers' LengthGroupedSampler), and
+* seconds per optimiser step of SFTTrainer with LoRA on every layer and on the last 10 layers only,
+  on the same batches.
+
+Results go to benchmarks/results/finetune_settings_ml1m_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from palr_utils.data import load_raw_dataset, preprocess
+from palr_utils.finetune import finetune, to_sft_dataset
+from palr_utils.instructions import build_instruction_examples
+from palr_utils.io import write_json
+from palr_utils.llm import load_tokenizer
+from palr_utils.profiles import resolve_config
+from palr_utils.retrieval import SASRec, SequenceData
+from palr_utils.retrieval.candidates import candidate_rows, top_k_after_histories, training_prefix
+from palr_utils.sampling import finetune_users
+from palr_utils.user_profiles import read_profiles
+
+
+def padded_tokens(lengths: list[int], order: list[int], batch_size: int) -> int:
+    """Tokens a batch holds once padded to its longest example, summed over one epoch."""
+    return sum(
+        max(lengths[i] for i in order[s : s + batch_size]) * len(order[s : s + batch_size])
+        for s in range(0, len(order), batch_size)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", default="../shared/data/ml-1m")
+    parser.add_argument("--dataset", default="custom")
+    parser.add_argument("--profiles", default="artifacts/cpu/ml-1m-custom/profiles.jsonl")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "finetune_settings_ml1m_cpu.json"))
+    args = parser.parse_args()
+
+    config = resolve_config("cpu", args.dataset, args.data_dir, "")
+    profile = config.profile
+    processed = preprocess(load_raw_dataset(config), profile.min_interactions)
+    data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
+    users = finetune_users(data.n_users, profile.finetune_fraction, config.seed)
+    retriever = SASRec(data.n_items, profile.sasrec).eval()
+    retriever.data = data
+    prefixes = [training_prefix(data.train[u], profile.instructions.n_targets)[0] for u in users]
+    candidates = candidate_rows(users, "train", *top_k_after_histories(retriever, prefixes, profile.n_candidates))
+    keywords = {}
+    if Path(args.profiles).exists():
+        profiles = read_profiles(args.profiles)
+        keywords = dict(zip(profiles["user"], profiles["keywords"], strict=True))
+    tokenizer = load_tokenizer(profile.llm)
+    count_tokens = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
+    examples = build_instruction_examples(
+        data, processed.items, users, profile.instructions, config.seed, keywords, candidates, "movie",
+        count_tokens, profile.finetune.max_length - 32,
+    )  # fmt: skip
+    dataset = to_sft_dataset(examples, tokenizer)
+    lengths = [count_tokens(p + c) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)]
+    batch_size = profile.finetune.batch_size
+    random_order = np.random.default_rng(config.seed).permutation(len(lengths)).tolist()
+    grouped_order = list(LengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(0)))
+
+    result = {
+        "n_train_examples": len(examples),
+        "tokens": int(sum(lengths)),
+        "padded_tokens_random_batches": padded_tokens(lengths, random_order, batch_size),
+        "padded_tokens_grouped_batches": padded_tokens(lengths, grouped_order, batch_size),
+        "instructions": dataclasses.asdict(profile.instructions),
+        "steps_measured": args.steps,
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+    }
+    for name, last_layers in (("all_layers", None), ("last_10_layers", 10)):
+        spec = dataclasses.replace(profile.finetune, max_steps=args.steps, max_minutes=None, save_steps=10_000,
+                                   group_by_length=False, lora_last_layers=last_layers)  # fmt: skip
+        folder = Path(tempfile.mkdtemp())
+        started = time.perf_counter()
+        finetune(profile.llm, tokenizer, dataset, folder, spec, config.seed)
+        result[f"seconds_per_step_{name}"] = round((time.perf_counter() - started) / args.steps, 2)  # incl. loading
+        shutil.rmtree(folder)
+    write_json(result, args.out)
+    print(result)
+
+
+if __name__ == "__main__":
+    main()
