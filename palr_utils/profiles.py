@@ -88,8 +88,8 @@ PROFILES: dict[str, RunProfile] = {
         ),  # fmt: skip
         baseline_training=TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=5),
         instructions=InstructionSpec(n_history=10, n_targets=10, n_candidates=15),
-        # One epoch over ~2,400 examples. On 2 cores: length-grouped batches (1.3x less padding) and adapters on the
-        # last 10 of SmolLM2's 30 layers (1.35x faster steps) bring PALR_v2 to about 45 minutes; the budget is a
+        # One epoch over ~2,400 examples. On 2 cores: length-grouped batches (1.26x less padding) and adapters on the
+        # last 10 of SmolLM2's 30 layers (1.37x faster steps) bring PALR_v2 to about 45 minutes; the budget is a
         # safety net on slower machines (the benchmark records how much of the epoch ran).
         finetune=FinetuneSpec(epochs=1, max_length=768, lora_last_layers=10, max_minutes=44),
     ),
