@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from palr_utils.io import atomic_path
+from palr_utils.io import atomic_path, ensure_identity
 
 SECONDS = "seconds"
 
@@ -55,13 +55,18 @@ def resumable_map(
     key: str = "user",
     batch_size: int = 16,
     desc: str = "batches",
+    identity: dict | None = None,
 ) -> pd.DataFrame:
     """Run ``work`` on the inputs of keys not yet cached, in batches; return the records of ``keys`` in order.
 
     ``work`` maps a list of inputs to one dict per input; the key and the seconds per input are added.
+    With ``identity`` (what produces the records: model, settings), it is kept next to the cache as
+    ``<name>.identity.json`` and a cache written with another identity is refused, never extended.
     """
     cache_path = Path(cache_path)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
+    if identity is not None:
+        ensure_identity(cache_path.with_suffix(".identity.json"), identity, cache_path)
     done = set(read_jsonl(cache_path, key)[key].astype(int))
     todo = [(int(k), x) for k, x in zip(keys, inputs, strict=True) if int(k) not in done]
     for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch", disable=not todo):

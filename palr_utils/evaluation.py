@@ -2,7 +2,8 @@
 
 * ``sasrec``       - the retriever's own top 10;
 * ``palr_v1``      - PALR_v1 generates titles from the *Recommend* prompt (matched against the catalogue);
-* ``palr_v2``      - PALR_v2 generates from the *Recommend_Retrieval* prompt with the top-50 candidates;
+* ``palr_v2``      - PALR_v2 generates from the *Recommend_Retrieval* prompt with the retriever's top candidates
+                     (the paper: 50; the profile's ``rerank_candidates``);
 * ``palr_v2_fast`` - PALR_v2 scores every candidate's letter in one forward pass.
 
 A held-out item missing from a method's final 10 is a miss; there is no blending with retriever metrics.
@@ -44,11 +45,17 @@ class EvalCase:
 
 def build_cases(
     data: SequenceData, candidates: pd.DataFrame, users: Sequence[int], keywords: dict[int, list[str]],
-    n_history: int, seed: int,
+    n_history: int, seed: int, n_candidates: int | None = None,
 ) -> list[EvalCase]:  # fmt: skip
-    """One :class:`EvalCase` per user from the test-split candidates of notebook 03."""
+    """One :class:`EvalCase` per user from the test-split candidates of notebook 03 (the best ``n_candidates``)."""
     test_rows = candidates[candidates[SPLIT] == TEST].sort_values([USER, RANK])
-    retrieved = {int(u): g[ITEM].astype(int).tolist() for u, g in test_rows.groupby(USER)}
+    retrieved = {int(u): g[ITEM].astype(int).tolist()[:n_candidates] for u, g in test_rows.groupby(USER)}
+    missing = [int(u) for u in users if int(u) not in retrieved]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} evaluated users (e.g. {missing[:3]}) have no test candidates; "
+            "rerun notebook 03 so that candidates.parquet covers every user"
+        )
     cases = []
     for user in map(int, users):
         history = data.history(user, TEST)
@@ -116,10 +123,23 @@ def _record(case: EvalCase, text: str, items: list[int], parsed) -> dict:
     }  # fmt: skip
 
 
-def run_method(method, cases: list[EvalCase], cache_path, batch_size: int) -> pd.DataFrame:
-    """Run one re-ranking method over all cases with a resumable per-user cache."""
+def run_method(
+    method, cases: list[EvalCase], cache_path, batch_size: int, identity: dict | None = None
+) -> pd.DataFrame:
+    """Run one re-ranking method over all cases with a resumable per-user cache.
+
+    ``identity`` (the adapter's fingerprint, the settings) guards the cache: records of another
+    adapter or another candidate list length are never mixed into this run's.
+    """
     return resumable_map(
-        [c.user for c in cases], cases, method, cache_path, USER, batch_size, desc=str(cache_path.stem)
+        [c.user for c in cases],
+        cases,
+        method,
+        cache_path,
+        USER,
+        batch_size,
+        desc=str(cache_path.stem),
+        identity=identity,
     )
 
 

@@ -9,16 +9,19 @@ next to it.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from palr_utils.io import atomic_path, write_json
+from palr_utils.io import atomic_path, ensure_identity, write_json
 from palr_utils.llm import LLMSpec, format_prompt, quantization_config_4bit, resolve_dtype, resolve_model_path
 
 ADAPTER_DIR = "adapter"
+IDENTITY_FILE = "run_identity.json"
 
 
 @dataclass
@@ -121,6 +124,34 @@ def _has_4bit_layers(model) -> bool:
     return any(isinstance(module, Linear4bit) for module in model.modules())
 
 
+def dataset_fingerprint(dataset) -> str:
+    """A hash of every prompt and completion: the same examples in the same order give the same hash."""
+    digest = hashlib.sha256()
+    for prompt, answer in zip(dataset["prompt"], dataset["completion"], strict=True):
+        digest.update(f"{len(prompt)}:{prompt}{len(answer)}:{answer}".encode())
+    return digest.hexdigest()
+
+
+def adapter_fingerprint(adapter_dir: str | Path) -> str:
+    """A hash of the adapter's weights: re-ranking caches record which adapter wrote them."""
+    weights = sorted(Path(adapter_dir).glob("adapter_model.*"))
+    if not weights:
+        raise FileNotFoundError(f"no adapter weights in {adapter_dir}; run notebook 04 first")
+    return hashlib.sha256(weights[0].read_bytes()).hexdigest()
+
+
+def run_identity(llm: LLMSpec, spec: FinetuneSpec, dataset, seed: int) -> dict:
+    """What a checkpoint must share with the run that resumes it.
+
+    How long to train (epochs, steps, time budget) and how often to save are left out: a run may be
+    resumed to train longer.
+    """
+    resumable = {"epochs", "max_steps", "max_minutes", "save_steps"}
+    settings = {k: v for k, v in dataclasses.asdict(spec).items() if k not in resumable}
+    return {"model": llm.name, "load_in_4bit": llm.load_in_4bit, "finetune": settings, "seed": seed,
+            "n_examples": len(dataset), "examples_sha256": dataset_fingerprint(dataset)}  # fmt: skip
+
+
 def _last_checkpoint(output_dir: Path) -> str | None:
     checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(checkpoints[-1]) if checkpoints else None
@@ -132,7 +163,9 @@ def finetune(
     """Train a LoRA adapter on ``dataset``; returns its logged history and where the adapter is.
 
     The model is passed to SFTTrainer by path or id, so that with ``llm.load_in_4bit``
-    SFTTrainer itself loads it in 4-bit NF4 (QLoRA). An existing finished adapter is reused.
+    SFTTrainer itself loads it in 4-bit NF4 (QLoRA). An existing finished adapter is reused, and an
+    interrupted run resumed, only when model, settings and examples are the ones they were made with
+    (otherwise :class:`~palr_utils.io.StaleArtifactError` says which differ).
     """
     import torch
     from transformers import AutoConfig
@@ -141,6 +174,8 @@ def finetune(
     output_dir = Path(output_dir)
     adapter = output_dir / ADAPTER_DIR
     history_path = output_dir / "log_history.json"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_identity(output_dir / IDENTITY_FILE, run_identity(llm, spec, dataset, seed), output_dir)
     if (adapter / "adapter_config.json").exists() and history_path.exists():
         return _read_result(history_path, adapter)
 
@@ -165,7 +200,8 @@ def finetune(
         model_init_kwargs=_model_init_kwargs(llm, dtype),
     )
     model_path = resolve_model_path(llm.name)
-    n_layers = AutoConfig.from_pretrained(model_path).num_hidden_layers
+    # the model's depth is needed only to place adapters on its last layers
+    n_layers = AutoConfig.from_pretrained(model_path).num_hidden_layers if spec.lora_last_layers else None
     trainer = SFTTrainer(
         model=model_path,
         args=config,

@@ -38,6 +38,10 @@ class InstructionSpec:
     n_history: int = 20  # most recent prefix items shown in the prompt
     n_targets: int = 10  # label length (short labels are enriched up to this)
     n_candidates: int = 20  # length of the candidate list in Recommend_Retrieval
+    # Answers hidden in that list (the first of the label; None: all n_targets). Evaluation asks for 10 of the
+    # retriever's candidates of which at most one is right: with 10 answers among 15 candidates a model learns
+    # to copy the list, so the laptop profiles train with a few answers among many candidates instead.
+    n_retrieval_targets: int | None = None
     swap_probability: float = 0.3  # chance of one history/label swap per example
     max_title_chars: int = 60  # long titles (Beauty) are cut at a word boundary
 
@@ -157,7 +161,6 @@ def build_instruction_examples(
             prompt = make_prompt([titles[i] for i in history])
         return prompt, history
 
-    rng = np.random.default_rng([seed, 4])
     items = items.sort_values(ITEM).reset_index(drop=True)
     titles = [shorten(t, spec.max_title_chars) for t in items[TITLE]]
     genres = [set(a) for a in items[ATTRIBUTES]]
@@ -169,6 +172,9 @@ def build_instruction_examples(
     profiles = profiles or {}
     examples = []
     for user in map(int, users):
+        # One random stream per user and task: a user's examples do not depend on which other users are
+        # sampled, and changing the Recommend_Retrieval settings leaves the Recommend examples as they were.
+        rng = np.random.default_rng([seed, 4, user])
         prefix, following = training_prefix(data.train[user], spec.n_targets)
         held_out = {int(data.valid[user]), int(data.test[user])}
         seen = set(map(int, data.train[user]))
@@ -184,23 +190,26 @@ def build_instruction_examples(
             "prompt": prompt, "completion": answer, "candidates": [],
         })  # fmt: skip
         if candidates is not None:
-            exclude = seen | held_out | set(history)
+            rng = np.random.default_rng([seed, 6, user])
+            answers = label[: spec.n_retrieval_targets or spec.n_targets]
+            # The label's later items are not negatives: they are right answers too, only not asked for here.
+            exclude = seen | held_out | set(history) | set(label)
             negatives = hard_negatives(
-                user, label, genres, graph, retrieved.get(user, []), exclude, spec.n_candidates - len(label), rng
+                user, answers, genres, graph, retrieved.get(user, []), exclude, spec.n_candidates - len(answers), rng
             )
-            listed = [int(i) for i in rng.permutation(label + negatives)]
+            listed = [int(i) for i in rng.permutation(answers + negatives)]
             listed_titles = [titles[i] for i in listed]
             make_prompt = partial(
                 recommend_retrieval_prompt,
                 candidate_titles=listed_titles,
-                n=len(label),
+                n=len(answers),
                 keywords=keywords,
                 domain=domain,
             )
-            labelled_answer = labelled_completion(label, listed, titles)
+            labelled_answer = labelled_completion(answers, listed, titles)
             prompt, shown = fit(make_prompt, history, labelled_answer)
             examples.append({
-                USER: user, "task": RECOMMEND_RETRIEVAL, "history": shown, "label": label,
+                USER: user, "task": RECOMMEND_RETRIEVAL, "history": shown, "label": answers,
                 "prompt": prompt, "completion": labelled_answer, "candidates": listed,
             })  # fmt: skip
     return pd.DataFrame(examples)

@@ -101,3 +101,35 @@ def require_artifacts(artifact_dir: str | Path, files: list[str], producer: str)
             f"Run notebooks/{producer}.ipynb first with the same PROFILE, DATASET and ARTIFACT_DIR."
         )
     return paths
+
+
+class StaleArtifactError(ValueError):
+    """Results on disk were produced with other settings, data or model than the ones asked for now."""
+
+
+def ensure_identity(identity_path: str | Path, identity: Mapping[str, object], guarded: str | Path) -> None:
+    """Record what produced ``guarded`` (a cache or a training folder), or check that it matches.
+
+    Resuming a long stage must never mix results of two settings silently: a mismatch, or
+    results without a record of their settings, raise :class:`StaleArtifactError`.
+    """
+    identity_path, guarded = Path(identity_path), Path(guarded)
+    wanted = json.loads(json.dumps(identity))  # tuples become lists, as they come back from disk
+    if identity_path.exists():
+        stored = json.loads(identity_path.read_text())
+        if stored != wanted:
+            changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            raise StaleArtifactError(
+                f"{guarded} was produced with other settings ({', '.join(changed)} differ: {identity_path} has "
+                f"{ {k: stored.get(k) for k in changed} }, this run wants { {k: wanted.get(k) for k in changed} }). "
+                f"Delete {guarded} to start afresh, or use another ARTIFACT_DIR."
+            )
+        return
+    if guarded.exists() and (guarded.is_file() and guarded.stat().st_size > 0 or guarded.is_dir() and any(
+        p != identity_path for p in guarded.iterdir()
+    )):  # fmt: skip
+        raise StaleArtifactError(
+            f"{guarded} holds results without a record of the settings that produced them ({identity_path} is "
+            f"missing). Delete {guarded} to start afresh."
+        )
+    write_json(wanted, identity_path)

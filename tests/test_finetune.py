@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from palr_utils.finetune import FinetuneSpec, finetune, to_sft_dataset
+from palr_utils.finetune import FinetuneSpec, adapter_fingerprint, finetune, to_sft_dataset
+from palr_utils.io import StaleArtifactError
 from palr_utils.llm import LLMSpec, smollm2_folder
 
 
@@ -104,3 +105,15 @@ def test_lora_on_the_last_layers_only_adapts_those_layers(tiny_llama, tokenizer,
     weights = load_file(result.adapter_dir / "adapter_model.safetensors")
     adapted = {name.split("layers.")[1].split(".")[0] for name in weights}
     assert adapted == {"1"}  # the tiny model has layers 0 and 1; only the last one has adapters
+
+
+def test_a_run_with_other_examples_or_settings_is_refused_not_reused(tiny_llama, tokenizer, tmp_path):
+    spec = FinetuneSpec(max_steps=1, batch_size=4, max_length=128)
+    llm = LLMSpec(str(tiny_llama), dtype="float32")
+    result = finetune(llm, tokenizer, to_sft_dataset(_rows(), tokenizer), tmp_path, spec)
+    assert len(adapter_fingerprint(result.adapter_dir)) == 64
+    other_rows = _rows().assign(completion=lambda f: f["completion"].str.replace("1991", "1992"))
+    with pytest.raises(StaleArtifactError, match="examples_sha256"):
+        finetune(llm, tokenizer, to_sft_dataset(other_rows, tokenizer), tmp_path, spec)
+    with pytest.raises(StaleArtifactError, match="finetune"):
+        finetune(llm, tokenizer, to_sft_dataset(_rows(), tokenizer), tmp_path, FinetuneSpec(max_steps=1, lora_r=4))

@@ -75,7 +75,7 @@ def test_no_validation_or_test_item_leaks_into_any_example(synthetic):
         USER: np.repeat(users, 5), SPLIT: "train",
         ITEM: np.concatenate([[data.valid[u], data.test[u], *rng.integers(0, data.n_items, 3)] for u in users]),
     })  # fmt: skip
-    spec = InstructionSpec(n_history=8, n_targets=5, n_candidates=12, swap_probability=0.5)
+    spec = InstructionSpec(n_history=8, n_targets=5, n_candidates=12, n_retrieval_targets=2, swap_probability=0.5)
     examples = build_instruction_examples(data, processed.items, users, spec, seed=2, candidates=candidates)
     assert set(examples["task"]) == {"recommend", RECOMMEND_RETRIEVAL}
     titles = processed.items.set_index(ITEM)[TITLE]
@@ -87,11 +87,32 @@ def test_no_validation_or_test_item_leaks_into_any_example(synthetic):
         for item in held_out:  # nor does their title appear in the text
             if not any(titles[item] in titles[i] for i in shown):
                 assert titles[item] not in example["prompt"] + example["completion"]
-        assert len(example["label"]) == spec.n_targets
+        expected = spec.n_retrieval_targets if example["task"] == RECOMMEND_RETRIEVAL else spec.n_targets
+        assert len(example["label"]) == expected
+    recommend_labels = examples[examples["task"] == "recommend"].set_index(USER)["label"]
     retrieval = examples[examples["task"] == RECOMMEND_RETRIEVAL]
     for _, example in retrieval.iterrows():
         assert set(example["label"]) <= set(example["candidates"])
         assert len(example["candidates"]) == spec.n_candidates
+        full_label = list(recommend_labels[example[USER]])
+        # the answers are the first of the label; the label's later items are never offered as wrong answers
+        assert list(example["label"]) == full_label[: spec.n_retrieval_targets]
+        assert not set(full_label[spec.n_retrieval_targets :]) & set(example["candidates"])
+
+
+def test_a_users_examples_depend_neither_on_other_users_nor_on_the_retrieval_settings(synthetic):
+    processed, data = synthetic
+    users = finetune_users(data.n_users, 0.3, seed=1)
+    candidates = pd.DataFrame({USER: np.repeat(users, 3), SPLIT: "train", ITEM: np.tile([1, 2, 3], len(users))})
+    spec = InstructionSpec(n_targets=5, n_candidates=10, swap_probability=0.5)
+    everyone = build_instruction_examples(data, processed.items, users, spec, seed=4, candidates=candidates)
+    alone = build_instruction_examples(data, processed.items, users[-1:], spec, seed=4, candidates=candidates)
+    last = everyone[everyone[USER] == users[-1]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(last, alone)
+    other = InstructionSpec(n_targets=5, n_candidates=14, n_retrieval_targets=1, swap_probability=0.5)
+    changed = build_instruction_examples(data, processed.items, users, other, seed=4, candidates=candidates)
+    recommend = everyone["task"] == "recommend"
+    pd.testing.assert_frame_equal(everyone[recommend], changed[changed["task"] == "recommend"])
 
 
 def test_examples_are_deterministic_per_seed(synthetic):

@@ -6,7 +6,9 @@ import pytest
 
 from palr_utils.io import (
     MissingArtifactError,
+    StaleArtifactError,
     atomic_path,
+    ensure_identity,
     read_metrics,
     require_artifacts,
     write_metrics,
@@ -60,3 +62,23 @@ def test_missing_inputs_name_the_notebook_to_run_first(tmp_path):
         require_artifacts(tmp_path, ["present.parquet", "absent.parquet"], producer="01_preprocessing")
     with pytest.raises(FileNotFoundError, match="03_sasrec_retrieval"):
         read_metrics(tmp_path, "03_sasrec_retrieval")
+
+
+def test_identity_is_recorded_then_checked(tmp_path):
+    cache = tmp_path / "palr_v2.jsonl"
+    record = tmp_path / "palr_v2.identity.json"
+    ensure_identity(record, {"adapter": "abc", "n_candidates": (20,)}, cache)  # first run: recorded
+    cache.write_text('{"user": 1}\n')
+    ensure_identity(record, {"adapter": "abc", "n_candidates": (20,)}, cache)  # same settings: resumes
+    with pytest.raises(StaleArtifactError, match=r"adapter differ.*Delete .*palr_v2.jsonl"):
+        ensure_identity(record, {"adapter": "xyz", "n_candidates": (20,)}, cache)
+
+
+def test_results_without_a_recorded_identity_are_refused(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    ensure_identity(folder / "identity.json", {"a": 1}, folder)  # an empty folder is a fresh start
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "checkpoint-5").mkdir()
+    with pytest.raises(StaleArtifactError, match="without a record"):
+        ensure_identity(tmp_path / "old" / "identity.json", {"a": 1}, tmp_path / "old")

@@ -1,11 +1,14 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from palr_utils.evaluation import EvalCase, Reranker, summarize
+from palr_utils.evaluation import EvalCase, Reranker, build_cases, run_method, summarize
+from palr_utils.io import StaleArtifactError
 from palr_utils.rerank import answer_lines, backfill, label_token_ids, letter_scores, match_answer, rank_in_list
+from palr_utils.retrieval import SequenceData
 
 TITLES = ["Toy Story (1995)", "Heat (1995)", "Casino (1995)", "Alien (1979)", "Aliens (1986)", "Jaws (1975)"]
 
@@ -97,7 +100,28 @@ def test_fast_mode_final_list_and_metrics_on_a_hand_made_case(monkeypatch):
     (record,) = reranker.score_v2_fast([case])
     assert record["final"] == [5, 4, 3]  # B (item 5) first, then A (item 4), then C (item 3)
     assert record["rank"] == 0
-    import pandas as pd
-
     metrics = summarize("palr_v2_fast", pd.DataFrame([{**record, "seconds": 0.5}]))
     assert metrics["palr_v2_fast_test_ndcg@10"] == 1.0 and metrics["palr_v2_fast_seconds_per_user"] == 0.5
+
+
+def test_cases_take_the_retrievers_best_candidates_and_shuffle_them_per_user():
+    data = SequenceData(2, 8, [np.array([0, 1]), np.array([2])], valid=np.array([2, 3]), test=np.array([7, 6]))
+    candidates = pd.DataFrame({"user": [0] * 4 + [1] * 4, "split": "test", "item": [5, 7, 4, 3, 6, 5, 4, 3],
+                               "rank": [0, 1, 2, 3] * 2})  # fmt: skip
+    cases = build_cases(data, candidates, [0, 1], {}, n_history=5, seed=1, n_candidates=3)
+    assert cases[0].retrieved == [5, 7, 4] and sorted(cases[0].listed) == [4, 5, 7]
+    assert cases[0].history == [0, 1, 2] and cases[0].target == 7
+    again = build_cases(data, candidates, [1, 0], {}, n_history=5, seed=1, n_candidates=3)
+    assert again[1].listed == cases[0].listed  # the same order whoever else is evaluated
+    with pytest.raises(ValueError, match="no test candidates"):
+        build_cases(data, candidates[candidates["user"] == 0], [0, 1], {}, n_history=5, seed=1)
+
+
+def test_rerank_cache_refuses_records_of_another_adapter(tmp_path):
+    case = EvalCase(user=0, target=5, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])
+    method = lambda cases: [{"final": c.retrieved, "rank": 2} for c in cases]  # noqa: E731
+    first = run_method(method, [case], tmp_path / "palr_v2.jsonl", 4, {"adapter": "abc"})
+    again = run_method(method, [case], tmp_path / "palr_v2.jsonl", 4, {"adapter": "abc"})
+    assert first["rank"].tolist() == again["rank"].tolist() == [2]
+    with pytest.raises(StaleArtifactError, match="adapter"):
+        run_method(method, [case], tmp_path / "palr_v2.jsonl", 4, {"adapter": "new"})
