@@ -13,21 +13,18 @@ benchmarks/results/finetune_ml1m_cpu.json.
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 
-from palr_utils.data import load_raw_dataset, preprocess
 from palr_utils.finetune import finetune, to_sft_dataset
 from palr_utils.instructions import build_instruction_examples
 from palr_utils.io import write_json
 from palr_utils.llm import load_llm
-from palr_utils.profiles import resolve_config
-from palr_utils.retrieval import SASRec, SequenceData, train
+from palr_utils.retrieval import SASRec, train
 from palr_utils.retrieval.candidates import candidate_rows, top_k_after_histories, training_prefix
 from palr_utils.sampling import finetune_users
 from palr_utils.user_profiles import build_profile_prompts, generate_profiles, llm_profile_writer, user_descriptions
@@ -42,10 +39,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "finetune_ml1m_cpu.json"))
     args = parser.parse_args()
 
-    config = resolve_config("cpu", args.dataset, args.data_dir, args.work_dir)
+    config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir, args.work_dir)
     profile, work = config.profile, Path(args.work_dir)
-    processed = preprocess(load_raw_dataset(config), profile.min_interactions)
-    data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
     users = finetune_users(data.n_users, profile.finetune_fraction, config.seed)
 
     started = time.perf_counter()
@@ -127,7 +122,7 @@ def main() -> None:
         "seconds_per_step": round(finetune_seconds / int(history["step"].max()), 2),
         "profile_generation_seconds": round(profile_seconds, 1),
         "sasrec_load_or_train_seconds": round(sasrec_seconds, 1),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
     }
     write_json(out, args.out)
     print(out)

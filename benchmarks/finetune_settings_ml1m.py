@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import shutil
 import tempfile
 import time
@@ -25,15 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from palr_utils.data import load_raw_dataset, preprocess
 from palr_utils.finetune import finetune, to_sft_dataset
 from palr_utils.instructions import build_instruction_examples
 from palr_utils.io import write_json
 from palr_utils.llm import load_tokenizer
-from palr_utils.profiles import resolve_config
-from palr_utils.retrieval import SASRec, SequenceData
+from palr_utils.retrieval import SASRec
 from palr_utils.retrieval.candidates import candidate_rows, top_k_after_histories, training_prefix
 from palr_utils.sampling import finetune_users
 from palr_utils.user_profiles import read_profiles
@@ -56,10 +54,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "finetune_settings_ml1m_cpu.json"))
     args = parser.parse_args()
 
-    config = resolve_config("cpu", args.dataset, args.data_dir, "")
+    config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir, "")
     profile = config.profile
-    processed = preprocess(load_raw_dataset(config), profile.min_interactions)
-    data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
     users = finetune_users(data.n_users, profile.finetune_fraction, config.seed)
     retriever = SASRec(data.n_items, profile.sasrec).eval()
     retriever.data = data
@@ -88,7 +84,7 @@ def main() -> None:
         "padded_tokens_grouped_batches": padded_tokens(lengths, grouped_order, batch_size),
         "instructions": dataclasses.asdict(profile.instructions),
         "steps_measured": args.steps,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
     }
     for name, last_layers in (("all_layers", None), ("last_10_layers", 10)):
         spec = dataclasses.replace(profile.finetune, max_steps=args.steps, max_minutes=None, save_steps=10_000,

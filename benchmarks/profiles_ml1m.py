@@ -11,18 +11,14 @@ The cache is cleared first, so every profile is generated in the run.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 
-from palr_utils.data import load_raw_dataset, preprocess
 from palr_utils.io import write_json
 from palr_utils.llm import load_llm
-from palr_utils.profiles import resolve_config
-from palr_utils.retrieval import SequenceData
 from palr_utils.sampling import evaluation_users
 from palr_utils.user_profiles import build_profile_prompts, generate_profiles, llm_profile_writer, user_descriptions
 
@@ -35,10 +31,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "profiles_ml1m_cpu.json"))
     args = parser.parse_args()
 
-    config = resolve_config("cpu", args.dataset, args.data_dir, "")
+    config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir, "")
     profile = config.profile
-    processed = preprocess(load_raw_dataset(config), profile.min_interactions)
-    data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
     users = evaluation_users(data.n_users, args.users, config.seed)
     prompts = build_profile_prompts(
         [data.train[u] for u in users], processed.items, users, user_descriptions(processed.users), "movie",
@@ -69,7 +63,7 @@ def main() -> None:
             {"user": int(r["user"]), "keywords": r["keywords"], "raw_output": r["raw_output"]}
             for _, r in profiles.head(5).iterrows()
         ],
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
     }
     write_json(result, args.out)
     print({k: v for k, v in result.items() if k != "examples"})

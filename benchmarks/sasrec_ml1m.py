@@ -11,16 +11,13 @@ benchmarks/results/sasrec_ml1m_cpu.json.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
-import torch
+from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 
-from palr_utils.data import load_raw_dataset, preprocess
 from palr_utils.io import write_json
-from palr_utils.profiles import resolve_config
-from palr_utils.retrieval import Popularity, SASRec, SequenceData, train
+from palr_utils.retrieval import Popularity, SASRec, train
 
 
 def main() -> None:
@@ -32,9 +29,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", default="artifacts/benchmarks/sasrec_ml1m")
     args = parser.parse_args()
 
-    config = resolve_config(args.profile, args.dataset, args.data_dir, "")
-    processed = preprocess(load_raw_dataset(config), config.profile.min_interactions)
-    data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
+    config, processed, data = load_benchmark_data(args.profile, args.dataset, args.data_dir, "")
 
     popularity = Popularity().fit(data)
     model = SASRec(processed.n_items, config.profile.sasrec)
@@ -65,7 +60,7 @@ def main() -> None:
         "popularity_test_hr@10": popularity.evaluate("test")["hr@10"],
         "popularity_test_ndcg@10": popularity.evaluate("test")["ndcg@10"],
         "history": history.to_dict(orient="records"),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
     }
     write_json(result, args.out)
     print({k: v for k, v in result.items() if k != "history"})

@@ -16,7 +16,7 @@ from pathlib import Path
 from palr_utils.constants import DATASETS, METRICS_DIR
 from palr_utils.finetune import FinetuneSpec
 from palr_utils.instructions import InstructionSpec
-from palr_utils.llm import PAPER_MODEL, LLMSpec, cpu_supports_bf16
+from palr_utils.llm import PAPER_MODEL, LLMSpec
 from palr_utils.paths import project_root
 from palr_utils.retrieval.sasrec import SASRecConfig
 from palr_utils.retrieval.training import TrainingConfig
@@ -95,7 +95,7 @@ PROFILES: dict[str, RunProfile] = {
         # learning rate when validation stalls, and a budget that keeps training under 30 minutes
         sasrec_training=TrainingConfig(
             epochs=200, learning_rate=2e-3, eval_every=2, patience=5, max_minutes=28,
-            lr_decay_factor=0.5, lr_decay_patience=1, bf16_autocast=cpu_supports_bf16(),
+            lr_decay_factor=0.5, lr_decay_patience=1, bf16_autocast="auto",
         ),  # fmt: skip
         baseline_training=TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=5),
         # Re-ranking the top 20 rather than the paper's 50 halves the prompt, in training and at evaluation;

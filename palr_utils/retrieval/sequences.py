@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,20 +98,32 @@ def training_windows(sequence: np.ndarray, max_len: int, all_windows: bool) -> l
     return windows
 
 
-def next_item_batches(data: SequenceData, rng: np.random.Generator, batch_size: int, max_len: int,
-                      all_windows: bool = False):  # fmt: skip
+class NextItemBatches:
+    """One epoch of (inputs, targets) batches, padded lazily; ``len`` tells a progress bar how many."""
+
+    def __init__(self, windows: list[np.ndarray], order: np.ndarray, batch_size: int, max_len: int):
+        self.windows, self.order, self.batch_size, self.max_len = windows, order, batch_size, max_len
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self.order), self.batch_size):
+            sequences = [self.windows[i] for i in self.order[start : start + self.batch_size]]
+            inputs, targets = [s[:-1] for s in sequences], [s[1:] for s in sequences]
+            yield left_pad(inputs, self.max_len), left_pad(targets, self.max_len)
+
+
+def next_item_batches(
+    data: SequenceData, rng: np.random.Generator, batch_size: int, max_len: int, all_windows: bool = False
+) -> NextItemBatches:
     """Batches of (inputs, targets) for next-item training at every position of each training sequence.
 
     For a sequence s, the input is s[:-1] and the target s[1:] (both left-padded):
     position t reads items up to t and must predict item t+1.
     """
     windows = [w for u in range(data.n_users) for w in training_windows(data.train[u], max_len, all_windows)]
-    order = rng.permutation(len(windows))
-    batches = []  # a list, so that the progress bar knows how many
-    for start in range(0, len(order), batch_size):
-        sequences = [windows[i] for i in order[start : start + batch_size]]
-        batches.append((left_pad([s[:-1] for s in sequences], max_len), left_pad([s[1:] for s in sequences], max_len)))
-    return batches
+    return NextItemBatches(windows, rng.permutation(len(windows)), batch_size, max_len)
 
 
 def interaction_batches(data: SequenceData, rng: np.random.Generator, batch_size: int):

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from palr_utils.constants import VALID
 from palr_utils.io import atomic_path, write_json
+from palr_utils.llm import cpu_supports_bf16
 from palr_utils.retrieval.base import Retriever
 from palr_utils.retrieval.sequences import SequenceData
 
@@ -38,7 +39,8 @@ class TrainingConfig:
     max_minutes: float | None = None  # a wall-clock budget; the best checkpoint so far is kept
     lr_decay_factor: float | None = None  # multiply the learning rate by this when validation stalls...
     lr_decay_patience: int = 1  # ...for this many validation runs (torch's ReduceLROnPlateau)
-    bf16_autocast: bool = False  # bf16 matmuls on CPU: faster where the CPU has bf16 units
+    # bf16 matmuls on CPU: True, False, or "auto" (on where the CPU has bf16 units, e.g. AVX512-BF16 or AMX)
+    bf16_autocast: bool | str = False
     seed: int = 42
 
 
@@ -68,7 +70,9 @@ class TorchRetriever(Retriever, nn.Module):
 
 
 def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig) -> dict:
-    training = {k: v for k, v in asdict(config).items() if k not in ("epochs", "max_minutes", "patience")}
+    # how long to train may change between resumed runs; bf16 autocast changes speed, not the stored weights
+    resumable = ("epochs", "max_minutes", "patience", "bf16_autocast")
+    training = {k: v for k, v in asdict(config).items() if k not in resumable}
     return {"model": model.describe(), "training": training, "data": data.fingerprint()}
 
 
@@ -130,6 +134,7 @@ def train(
         rng = np.random.default_rng([config.seed, state["epoch"]])
 
     started = time.perf_counter() - state["seconds"]
+    use_bf16 = cpu_supports_bf16() if config.bf16_autocast == "auto" else bool(config.bf16_autocast)
     while not state["finished"] and state["epoch"] < config.epochs:
         epoch = state["epoch"] + 1
         model.train()
@@ -138,7 +143,7 @@ def train(
         total = len(batches) if hasattr(batches, "__len__") else math.ceil(data.n_users / config.batch_size)
         for batch in tqdm(batches, total=total, desc=f"{model.name} epoch {epoch}", disable=not progress, leave=False):
             optimizer.zero_grad()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16_autocast):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 loss = model.loss(batch)
             loss.backward()
             optimizer.step()
