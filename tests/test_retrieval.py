@@ -101,6 +101,14 @@ def test_sasrec_is_causal():
     assert not torch.allclose(before[0, -1], after[0, -1])
 
 
+def test_attention_dropout_is_its_own_setting():
+    default = SASRec(n_items=20, config=SASRecConfig(max_len=6, hidden_size=16, dropout=0.3))
+    assert default.blocks[0].attention.dropout == 0.3 and "attention_dropout" not in default.describe()
+    without = SASRec(n_items=20, config=SASRecConfig(max_len=6, hidden_size=16, dropout=0.3, attention_dropout=0.0))
+    assert without.blocks[0].attention.dropout == 0.0 and without.describe()["attention_dropout"] == 0.0
+    assert without.blocks[0].feed_forward[2].p == 0.3  # the feed-forward dropout is unchanged
+
+
 def test_training_learns_resumes_and_refuses_other_checkpoints(small_data, tmp_path):
     model = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16))
     history = train(model, small_data, FAST, tmp_path, progress=False)
