@@ -29,6 +29,7 @@ VARIANTS = {
     "profile": {},
     "no_attention_dropout": {"attention_dropout": 0.0},
     "hidden_128": {"hidden_size": 128},
+    "hidden_128_no_attention_dropout": {"hidden_size": 128, "attention_dropout": 0.0},
 }
 
 
