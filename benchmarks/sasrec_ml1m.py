@@ -1,6 +1,7 @@
 """Benchmark: SASRec retrieval quality and training time, `cpu` profile, real MovieLens-1M.
 
     .venv/bin/python benchmarks/sasrec_ml1m.py [--data-dir ../shared/data/ml-1m]
+    .venv/bin/python benchmarks/sasrec_ml1m.py --sasrec hidden_size=128 --out results/x.json   # a variant
 
 Preprocesses the data exactly as notebook 01, trains SASRec with the profile's
 settings (early stopping on validation NDCG@10), and records validation and
@@ -11,6 +12,8 @@ benchmarks/results/sasrec_ml1m_cpu.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -27,12 +30,15 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sasrec_ml1m_cpu.json"))
     parser.add_argument("--checkpoint-dir", default="artifacts/benchmarks/sasrec_ml1m")
+    parser.add_argument("--sasrec", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="change SASRecConfig fields of the profile (values in JSON: 128, 0.0, true)")
     args = parser.parse_args()
 
     config, processed, data = load_benchmark_data(args.profile, args.dataset, args.data_dir, "")
 
     popularity = Popularity().fit(data)
-    model = SASRec(processed.n_items, config.profile.sasrec)
+    changes = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.sasrec)}
+    model = SASRec(processed.n_items, dataclasses.replace(config.profile.sasrec, **changes))
     started = time.perf_counter()
     history = train(model, data, config.profile.sasrec_training, args.checkpoint_dir)
     wall = time.perf_counter() - started
