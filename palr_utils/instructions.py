@@ -105,8 +105,14 @@ def swap_history_and_label(history: list[int], label: list[int], rng: np.random.
 
 
 def completion(titles: Sequence[str]) -> str:
-    """The *Recommend* answer: one title per line (TRL appends the end-of-sequence token)."""
-    return "\n".join(titles)
+    """The *Recommend* answer: numbered titles, one per line (TRL appends the end-of-sequence token).
+
+    The numbers matter for greedy decoding: bare titles start with thousands of different tokens, so no
+    single one gets much probability, and a small model's greedy first token stays whatever the base model
+    preferred (SmolLM2 echoed the prompt: "The user's preferences: ..."). "1." is one certain first token,
+    and after it the model is inside the list format it was trained on.
+    """
+    return "\n".join(f"{rank}. {title}" for rank, title in enumerate(titles, start=1))
 
 
 def labelled_completion(targets: Sequence[int], listed: Sequence[int], titles: Sequence[str]) -> str:

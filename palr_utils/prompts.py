@@ -75,7 +75,7 @@ def recommend_prompt(history_titles: Sequence[str], n: int, keywords: Sequence[s
     lines += [f"- {t}" for t in history_titles]
     if keywords:
         lines.append(f"The user's preferences: {', '.join(keywords)}.")
-    lines.append(f"Recommend {n} other {noun} the user is likely to have {verb} next, one per line.")
+    lines.append(f"Recommend {n} other {noun} the user is likely to have {verb} next, as a numbered list.")
     return "\n".join(lines)
 
 
