@@ -22,8 +22,8 @@ import torch
 from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 
 from palr_utils.io import write_json
-from palr_utils.llm import cpu_supports_bf16
 from palr_utils.retrieval import SASRec
+from palr_utils.retrieval.training import training_step
 
 VARIANTS = {
     "profile": {},
@@ -34,16 +34,13 @@ VARIANTS = {
 
 
 def seconds_per_step(model: SASRec, batches: list, bf16: bool, warmup: int = 2) -> float:
+    """Mean time of the training loop's own step over ``batches``, after ``warmup`` untimed ones."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     timings = []
     for batch in batches:
         started = time.perf_counter()
-        optimizer.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model.loss(batch)
-        loss.backward()
-        optimizer.step()
+        training_step(model, optimizer, batch, bf16)
         timings.append(time.perf_counter() - started)
     return float(np.mean(timings[warmup:]))
 
@@ -58,7 +55,7 @@ def main() -> None:
 
     config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir)
     training, base = config.profile.sasrec_training, config.profile.sasrec
-    bf16 = cpu_supports_bf16() if training.bf16_autocast == "auto" else bool(training.bf16_autocast)
+    bf16 = training.uses_bf16()
     model = SASRec(processed.n_items, base)
     batches = list(itertools.islice(model.batches(data, np.random.default_rng(0), training.batch_size), args.steps + 2))
     result = {"batch_size": training.batch_size, "bf16_autocast": bf16, "steps_measured": args.steps,

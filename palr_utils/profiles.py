@@ -48,9 +48,6 @@ class RunProfile:
     baseline_training: TrainingConfig = field(default_factory=TrainingConfig)  # BPR-MF, NCF, GRU4Rec, Caser
     baseline_max_len: int = 200  # GRU4Rec's history length
     n_candidates: int = 50  # the retriever's top-K that notebook 03 exports (and Recall@K)
-    # How many of them PALR_v2 re-ranks in notebook 05 (the paper: 50). Keep it equal to
-    # instructions.n_candidates: the model then reads lists as long as the ones it was trained on.
-    rerank_candidates: int = 50
     llm: LLMSpec = field(default_factory=LLMSpec)  # SmolLM2-135M-Instruct unless the profile says otherwise
     finetune_fraction: float = 0.2  # PALR fine-tunes on 20% of the users
     n_eval_users: int | None = 1000  # a fixed sample of test users; None = all users
@@ -62,11 +59,18 @@ class RunProfile:
     rerank_batch_size: int = 8
     rerank_max_new_tokens: int = 160  # room for 10 "C. title" lines
 
+    @property
+    def rerank_candidates(self) -> int:
+        """How many of the retriever's best candidates PALR_v2 re-ranks in notebook 05 (the paper: 50): as many
+        as its *Recommend_Retrieval* training lists held, so it reads lists as long as those it learned from."""
+        return self.instructions.n_candidates
+
     def __post_init__(self) -> None:
         if not 10 <= self.rerank_candidates <= self.n_candidates:
             raise ValueError(
-                f"rerank_candidates ({self.rerank_candidates}) must lie between 10 (the list length evaluated) "
-                f"and n_candidates ({self.n_candidates}, what notebook 03 exports)"
+                f"instructions.n_candidates ({self.rerank_candidates}), also the candidates re-ranked, must lie "
+                f"between 10 (the list length evaluated) and n_candidates ({self.n_candidates}, what notebook 03 "
+                "exports)"
             )
 
 
@@ -81,7 +85,6 @@ PROFILES: dict[str, RunProfile] = {
         baseline_training=TrainingConfig(epochs=60, batch_size=32, learning_rate=3e-3, eval_every=2, patience=5),
         baseline_max_len=50,
         n_eval_users=40,
-        rerank_candidates=10,
         instructions=InstructionSpec(n_history=10, n_targets=5, n_candidates=10, n_retrieval_targets=2),
         # random batches: with 8 steps, length-grouped ones would put the long (low-loss) Recommend_Retrieval
         # examples first and the short Recommend ones last, and the loss could not be compared
@@ -103,7 +106,6 @@ PROFILES: dict[str, RunProfile] = {
         baseline_training=TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=5),
         # Re-ranking the top 20 rather than the paper's 50 halves the prompt, in training and at evaluation;
         # Recommend_Retrieval hides 3 answers among 20 candidates, close to evaluation's "1 (or 0) among 20".
-        rerank_candidates=20,
         instructions=InstructionSpec(n_history=10, n_targets=10, n_candidates=20, n_retrieval_targets=3),
         # One epoch over ~2,400 examples. On 2 cores: length-grouped batches (1.26x less padding) and adapters on the
         # last 10 of SmolLM2's 30 layers (1.37x faster steps) bring PALR_v2 to about 45 minutes; the budget is a

@@ -33,3 +33,15 @@ def test_relative_paths_start_at_the_repository_root():
 def test_unknown_names_are_refused_with_the_choices(profile, dataset, message):
     with pytest.raises(ValueError, match=message):
         resolve_config(profile, dataset)
+
+
+def test_the_reranked_list_is_as_long_as_the_training_lists_and_fits_the_export():
+    import dataclasses
+
+    from palr_utils.instructions import InstructionSpec
+    from palr_utils.profiles import PROFILES
+
+    for profile in PROFILES.values():
+        assert profile.rerank_candidates == profile.instructions.n_candidates <= profile.n_candidates
+    with pytest.raises(ValueError, match="instructions.n_candidates"):
+        dataclasses.replace(PROFILES["tiny"], instructions=InstructionSpec(n_candidates=60))

@@ -180,3 +180,10 @@ def test_training_prefix_leaves_at_least_one_item():
     assert prefix.tolist() == [0, 1] and targets.tolist() == list(range(2, 12))
     prefix, targets = training_prefix(np.arange(3), 10)
     assert prefix.tolist() == [0] and targets.tolist() == [1, 2]
+
+
+def test_bf16_autocast_auto_asks_the_cpu():
+    from palr_utils.llm import cpu_supports_bf16
+
+    assert TrainingConfig(bf16_autocast="auto").uses_bf16() == cpu_supports_bf16()
+    assert TrainingConfig(bf16_autocast=True).uses_bf16() and not TrainingConfig().uses_bf16()

@@ -43,6 +43,10 @@ class TrainingConfig:
     bf16_autocast: bool | str = False
     seed: int = 42
 
+    def uses_bf16(self) -> bool:
+        """Whether training runs under bf16 autocast on this machine ("auto" asks the CPU)."""
+        return cpu_supports_bf16() if self.bf16_autocast == "auto" else bool(self.bf16_autocast)
+
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint was written for another model configuration or another data set."""
@@ -67,6 +71,16 @@ class TorchRetriever(Retriever, nn.Module):
     def fit(self, data: SequenceData, config: TrainingConfig | None = None, checkpoint_dir=None):
         train(self, data, config or TrainingConfig(), checkpoint_dir)
         return self
+
+
+def training_step(model: TorchRetriever, optimizer: torch.optim.Optimizer, batch, bf16: bool) -> float:
+    """One optimiser step on one batch (bf16 autocast on the CPU when asked); returns the batch's loss."""
+    optimizer.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model.loss(batch)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
 
 
 def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig) -> dict:
@@ -134,7 +148,7 @@ def train(
         rng = np.random.default_rng([config.seed, state["epoch"]])
 
     started = time.perf_counter() - state["seconds"]
-    use_bf16 = cpu_supports_bf16() if config.bf16_autocast == "auto" else bool(config.bf16_autocast)
+    use_bf16 = config.uses_bf16()
     while not state["finished"] and state["epoch"] < config.epochs:
         epoch = state["epoch"] + 1
         model.train()
@@ -142,12 +156,7 @@ def train(
         batches = model.batches(data, rng, config.batch_size)
         total = len(batches) if hasattr(batches, "__len__") else math.ceil(data.n_users / config.batch_size)
         for batch in tqdm(batches, total=total, desc=f"{model.name} epoch {epoch}", disable=not progress, leave=False):
-            optimizer.zero_grad()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model.loss(batch)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            losses.append(training_step(model, optimizer, batch, use_bf16))
         state["epoch"] = epoch
         state["seconds"] = time.perf_counter() - started
         out_of_time = config.max_minutes is not None and state["seconds"] > 60 * config.max_minutes
