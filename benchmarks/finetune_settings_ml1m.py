@@ -7,8 +7,8 @@ matter here, and profiles from a notebook-02 cache when one exists), then measur
 
 * the padded tokens of one epoch with random batches and with length-grouped batches
   (transformers' LengthGroupedSampler), and
-* seconds per optimiser step of SFTTrainer with LoRA on every layer and on the last 10 layers only,
-  on the same batches.
+* seconds per optimiser step of SFTTrainer with LoRA on every layer and on the last N layers only
+  (``--last-layers``, default 10), on the same batches.
 
 Results go to benchmarks/results/finetune_settings_ml1m_cpu.json.
 """
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="custom")
     parser.add_argument("--profiles", default="artifacts/cpu/ml-1m-custom/profiles.jsonl")
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--last-layers", type=int, nargs="+", default=[10], help="adapted layer counts to time")
+    parser.add_argument("--skip-all-layers", action="store_true", help="do not time adapters on every layer")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "finetune_settings_ml1m_cpu.json"))
     args = parser.parse_args()
 
@@ -86,7 +88,9 @@ def main() -> None:
         "steps_measured": args.steps,
         "machine": machine(),
     }
-    for name, last_layers in (("all_layers", None), ("last_10_layers", 10)):
+    settings = [] if args.skip_all_layers else [("all_layers", None)]
+    settings += [(f"last_{n}_layers", n) for n in args.last_layers]
+    for name, last_layers in settings:
         spec = dataclasses.replace(profile.finetune, max_steps=args.steps, max_minutes=None, save_steps=10_000,
                                    group_by_length=False, lora_last_layers=last_layers)  # fmt: skip
         folder = Path(tempfile.mkdtemp())

@@ -19,6 +19,7 @@ import pandas as pd
 
 from palr_utils.cache import resumable_map
 from palr_utils.constants import ITEM, SPLIT, TEST, USER
+from palr_utils.finetune import adapter_fingerprint
 from palr_utils.instructions import shorten
 from palr_utils.llm import format_prompt, generate
 from palr_utils.metrics import ranking_metrics
@@ -121,6 +122,18 @@ def _record(case: EvalCase, text: str, items: list[int], parsed) -> dict:
         "final": final, "rank": rank_in_list(case.target, final), "raw_output": text, "n_lines": parsed.n_lines,
         "n_matched": len(items), "n_hallucinated": parsed.n_hallucinated, "n_duplicates": parsed.n_duplicates,
     }  # fmt: skip
+
+
+def rerank_identity(adapter_dir, profile, seed: int) -> dict:
+    """What a re-ranking cache is checked against: the adapter's weights and every setting that shapes the
+    prompts or the answers (``profile`` is a ``RunProfile``). Records of another adapter or setting are refused."""
+    return {
+        "adapter": adapter_fingerprint(adapter_dir),
+        "n_candidates": profile.rerank_candidates,
+        "n_history": profile.instructions.n_history,
+        "max_new_tokens": profile.rerank_max_new_tokens,
+        "seed": seed,
+    }
 
 
 def run_method(

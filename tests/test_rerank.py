@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from palr_utils.evaluation import EvalCase, Reranker, build_cases, run_method, summarize
+from palr_utils.evaluation import EvalCase, Reranker, build_cases, rerank_identity, run_method, summarize
 from palr_utils.io import StaleArtifactError
+from palr_utils.profiles import get_profile
 from palr_utils.rerank import answer_lines, backfill, label_token_ids, letter_scores, match_answer, rank_in_list
 from palr_utils.retrieval import SequenceData
 
@@ -125,3 +126,15 @@ def test_rerank_cache_refuses_records_of_another_adapter(tmp_path):
     assert first["rank"].tolist() == again["rank"].tolist() == [2]
     with pytest.raises(StaleArtifactError, match="adapter"):
         run_method(method, [case], tmp_path / "palr_v2.jsonl", 4, {"adapter": "new"})
+
+
+def test_rerank_identity_follows_the_adapter_weights_and_the_settings(tmp_path):
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"weights one")
+    tiny, cpu = get_profile("tiny"), get_profile("cpu")
+    first = rerank_identity(tmp_path, tiny, seed=1)
+    assert first == rerank_identity(tmp_path, tiny, seed=1)
+    assert first["n_candidates"] == tiny.instructions.n_candidates
+    assert rerank_identity(tmp_path, cpu, seed=1) != first  # other candidate and history lengths
+    assert rerank_identity(tmp_path, tiny, seed=2) != first
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"weights two")
+    assert rerank_identity(tmp_path, tiny, seed=1)["adapter"] != first["adapter"]
