@@ -126,12 +126,15 @@ def test_training_learns_resumes_and_refuses_other_checkpoints(small_data, tmp_p
 
 
 @pytest.mark.parametrize("name", ["bpr_mf", "ncf", "gru4rec", "caser"])
-def test_each_baseline_trains_and_scores_every_item(small_data, name):
+def test_each_baseline_trains_scores_every_item_and_reuses_its_checkpoint(small_data, name, tmp_path):
     model = build_baselines(small_data.n_users, small_data.n_items, max_len=20)[name]
-    history = train(model, small_data, FAST, progress=False)
+    history = train(model, small_data, FAST, tmp_path, progress=False)
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     scores = model.score(np.array([0, 1, 2]), "test")
     assert scores.shape == (3, small_data.n_items) and torch.isfinite(scores).all()
+    # the same configuration finds its finished checkpoint (NCF's layer sizes, a tuple, come back as a list)
+    again = build_baselines(small_data.n_users, small_data.n_items, max_len=20)[name]
+    assert train(again, small_data, FAST, tmp_path, progress=False)["epoch"].tolist() == history["epoch"].tolist()
 
 
 def test_learning_rate_decays_on_a_plateau_and_resumes_with_it(small_data, tmp_path):

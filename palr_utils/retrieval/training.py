@@ -87,7 +87,8 @@ def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig)
     # how long to train may change between resumed runs; bf16 autocast changes speed, not the stored weights
     resumable = ("epochs", "max_minutes", "patience", "bf16_autocast")
     training = {k: v for k, v in asdict(config).items() if k not in resumable}
-    return {"model": model.describe(), "training": training, "data": data.fingerprint()}
+    identity = {"model": model.describe(), "training": training, "data": data.fingerprint()}
+    return json.loads(json.dumps(identity))  # as it comes back from state.json: tuples (NCF's layer sizes) as lists
 
 
 def _load_state(model, optimizer, scheduler, folder: Path, identity: dict) -> dict | None:
