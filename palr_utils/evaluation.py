@@ -4,7 +4,8 @@
 * ``palr_v1``      - PALR_v1 generates titles from the *Recommend* prompt (matched against the catalogue);
 * ``palr_v2``      - PALR_v2 generates from the *Recommend_Retrieval* prompt with the retriever's top candidates
                      (the paper: 50; the profile's ``rerank_candidates``);
-* ``palr_v2_fast`` - PALR_v2 scores every candidate's letter in one forward pass.
+* ``palr_v2_fast`` - PALR_v2 scores every candidate's letter in one forward pass;
+* ``palr_v2_fast_calibrated`` - the same, minus each letter's mean log-probability over validation prompts.
 
 A held-out item missing from a method's final 10 is a miss; there is no blending with retriever metrics.
 """
@@ -18,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from palr_utils.cache import resumable_map
-from palr_utils.constants import ITEM, SPLIT, TEST, USER
+from palr_utils.constants import ITEM, SPLIT, TEST, USER, VALID
 from palr_utils.finetune import adapter_fingerprint
 from palr_utils.instructions import shorten
 from palr_utils.llm import format_prompt, generate
 from palr_utils.metrics import ranking_metrics
 from palr_utils.prompts import CANDIDATE_LABELS, recommend_prompt, recommend_retrieval_prompt
-from palr_utils.rerank import backfill, letter_scores, match_answer, rank_in_list
+from palr_utils.rerank import backfill, calibrated_scores, letter_prior, letter_scores, match_answer, rank_in_list
 from palr_utils.retrieval.candidates import RANK
 from palr_utils.retrieval.sequences import SequenceData
 
@@ -46,23 +47,28 @@ class EvalCase:
 
 def build_cases(
     data: SequenceData, candidates: pd.DataFrame, users: Sequence[int], keywords: dict[int, list[str]],
-    n_history: int, seed: int, n_candidates: int | None = None,
+    n_history: int, seed: int, n_candidates: int | None = None, split: str = TEST,
 ) -> list[EvalCase]:  # fmt: skip
-    """One :class:`EvalCase` per user from the test-split candidates of notebook 03 (the best ``n_candidates``)."""
-    test_rows = candidates[candidates[SPLIT] == TEST].sort_values([USER, RANK])
-    retrieved = {int(u): g[ITEM].astype(int).tolist()[:n_candidates] for u, g in test_rows.groupby(USER)}
+    """One :class:`EvalCase` per user from notebook 03's candidates (the best ``n_candidates``) for ``split``:
+    test cases are evaluated; validation cases (history one item shorter, target the validation item) serve
+    choices made before testing, such as the letter prior of calibrated fast scoring."""
+    if split not in (VALID, TEST):
+        raise ValueError(f"split must be {VALID!r} or {TEST!r}, not {split!r}")
+    split_rows = candidates[candidates[SPLIT] == split].sort_values([USER, RANK])
+    retrieved = {int(u): g[ITEM].astype(int).tolist()[:n_candidates] for u, g in split_rows.groupby(USER)}
     missing = [int(u) for u in users if int(u) not in retrieved]
     if missing:
         raise ValueError(
-            f"{len(missing)} evaluated users (e.g. {missing[:3]}) have no test candidates; "
+            f"{len(missing)} evaluated users (e.g. {missing[:3]}) have no {split} candidates; "
             "rerun notebook 03 so that candidates.parquet covers every user"
         )
+    targets = data.targets(np.arange(data.n_users), split)
     cases = []
     for user in map(int, users):
-        history = data.history(user, TEST)
+        history = data.history(user, split)
         rng = np.random.default_rng([seed, 5, user])  # per user, so a resumed run lists the same order
         cases.append(EvalCase(
-            user=user, target=int(data.test[user]), history=[int(i) for i in history[-n_history:]],
+            user=user, target=int(targets[user]), history=[int(i) for i in history[-n_history:]],
             retrieved=retrieved[user], listed=[int(i) for i in rng.permutation(retrieved[user])],
             seen=set(map(int, history)), keywords=list(keywords.get(user, [])),
         ))  # fmt: skip
@@ -106,9 +112,22 @@ class Reranker:
             records.append(_record(case, text, parsed.items, parsed))
         return records
 
-    def score_v2_fast(self, cases: list[EvalCase]) -> list[dict]:
-        scores = letter_scores(self.tokenizer, self.model, [self.v2_prompt(c) for c in cases],
-                               [len(c.listed) for c in cases])  # fmt: skip
+    def letter_scores_v2(self, cases: list[EvalCase]) -> list[np.ndarray]:
+        """Each case's next-token logits of its candidates' letters after the *Recommend_Retrieval* prompt."""
+        return letter_scores(self.tokenizer, self.model, [self.v2_prompt(c) for c in cases],
+                             [len(c.listed) for c in cases])  # fmt: skip
+
+    def letter_prior_v2(self, cases: list[EvalCase], batch_size: int) -> np.ndarray:
+        """The mean log-probability of each letter over these cases' prompts (use validation cases)."""
+        rows = [row for start in range(0, len(cases), batch_size)
+                for row in self.letter_scores_v2(cases[start : start + batch_size])]  # fmt: skip
+        return letter_prior(rows)
+
+    def score_v2_fast(self, cases: list[EvalCase], prior: np.ndarray | None = None) -> list[dict]:
+        """Rank all candidates by their letters' logits; with a ``prior``, by the calibrated log-probabilities."""
+        scores = self.letter_scores_v2(cases)
+        if prior is not None:
+            scores = [calibrated_scores(row, prior) for row in scores]
         records = []
         for case, row in zip(cases, scores, strict=True):
             order = [case.listed[j] for j in np.argsort(-row, kind="stable")]

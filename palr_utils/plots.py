@@ -85,3 +85,20 @@ def plot_finetune_losses(histories: dict[str, pd.DataFrame]) -> plt.Axes:
     endings = ", ".join(f"{run} ends at {loss:.2f}" for run, loss in last.items())
     ax.set(xlabel="optimiser step", ylabel="answer-token loss", title=f"Fine-tuning loss: {endings}")
     return ax
+
+
+def plot_letter_prior(prior: np.ndarray, labels: str) -> plt.Axes:
+    """How often the model would pick each letter, averaged over prompts, against a uniform choice."""
+    shares = np.exp(prior) / np.exp(prior).sum()
+    ax = plt.subplots(figsize=(7, 3))[1]
+    sns.barplot(x=list(labels[: len(shares)]), y=shares, ax=ax, color="tab:orange")
+    ax.axhline(1 / len(shares), color="black", linestyle="--", label="no position preference")
+    favourite = int(np.argmax(shares))
+    ratio = shares[favourite] * len(shares)  # against a uniform 1 / n
+    ax.set(
+        xlabel="candidate letter (candidates shuffled per user)",
+        ylabel="mean probability",
+        title=f"Position bias: '{labels[favourite]}' gets {ratio:.1f}x its fair share",
+    )
+    ax.legend()
+    return ax

@@ -57,6 +57,7 @@ class RunProfile:
     instructions: InstructionSpec = field(default_factory=InstructionSpec)
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
     rerank_batch_size: int = 8
+    n_calibration_users: int = 200  # validation prompts that measure the letters' position bias (fast scoring)
     rerank_max_new_tokens: int = 160  # room for 10 "C. title" lines
 
     @property
@@ -85,6 +86,7 @@ PROFILES: dict[str, RunProfile] = {
         baseline_training=TrainingConfig(epochs=60, batch_size=32, learning_rate=3e-3, eval_every=2, patience=5),
         baseline_max_len=50,
         n_eval_users=40,
+        n_calibration_users=20,
         instructions=InstructionSpec(n_history=10, n_targets=5, n_candidates=10, n_retrieval_targets=2),
         # random batches: with 8 steps, length-grouped ones would put the long (low-loss) Recommend_Retrieval
         # examples first and the short Recommend ones last, and the loss could not be compared

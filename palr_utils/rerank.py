@@ -9,6 +9,9 @@
   matched against the whole catalogue.
 * **Fast scoring** (beyond the paper, after LlamaRec's verbalizer): one forward
   pass; the next-token logits over the candidates' letters rank all of them at once.
+  A small model prefers some letters whatever they label (position bias); *calibration*
+  subtracts each letter's mean log-probability over other prompts (Zhao et al., 2021,
+  "Calibrate before use"), so that only the preference specific to this prompt ranks.
 """
 
 from __future__ import annotations
@@ -125,3 +128,29 @@ def letter_scores(tokenizer, model, formatted_prompts: list[str], n_candidates: 
     # Every prompt ends with the same answer prefix, so the letters' token ids are found once.
     ids = label_token_ids(tokenizer, formatted_prompts[0], max(n_candidates))
     return [logits[row, ids[:n]].numpy() for row, n in enumerate(n_candidates)]
+
+
+def letter_log_probs(scores: np.ndarray) -> np.ndarray:
+    """Letter logits -> log-probabilities over this prompt's letters only."""
+    scores = np.asarray(scores, dtype=np.float64)
+    shifted = scores - scores.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+def letter_prior(score_rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Each letter's mean log-probability over many prompts: how much the model likes a position whatever
+    candidate it labels. The candidates are shuffled per user, so this is bias, not knowledge."""
+    if not score_rows:
+        raise ValueError("the letter prior needs the scores of at least one prompt")
+    longest = max(len(row) for row in score_rows)
+    log_probs = np.full((len(score_rows), longest), np.nan)
+    for r, row in enumerate(score_rows):
+        log_probs[r, : len(row)] = letter_log_probs(row)
+    return np.nanmean(log_probs, axis=0)  # a letter counts only in the prompts whose list reaches it
+
+
+def calibrated_scores(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """A prompt's letter log-probabilities minus the prior: what this prompt adds to the usual preference."""
+    if len(scores) > len(prior):
+        raise ValueError(f"{len(scores)} letters to rank, but the prior covers only {len(prior)}")
+    return letter_log_probs(scores) - prior[: len(scores)]

@@ -89,7 +89,7 @@ def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
 
     metrics = read_metrics(tiny_run, "05_evaluation")
     assert metrics["n_eval_users"] == PROFILES["tiny"].n_eval_users
-    for method in ("sasrec", "palr_v1", "palr_v2", "palr_v2_fast"):
+    for method in ("sasrec", "palr_v1", "palr_v2", "palr_v2_fast", "palr_v2_fast_calibrated"):
         for key in ("hr@10", "ndcg@10"):
             assert 0.0 <= metrics[f"{method}_test_{key}"] <= 1.0
         assert metrics[f"{method}_test_ndcg@10"] <= metrics[f"{method}_test_hr@10"]

@@ -8,7 +8,16 @@ import torch
 from palr_utils.evaluation import EvalCase, Reranker, build_cases, rerank_identity, run_method, summarize
 from palr_utils.io import StaleArtifactError
 from palr_utils.profiles import get_profile
-from palr_utils.rerank import answer_lines, backfill, label_token_ids, letter_scores, match_answer, rank_in_list
+from palr_utils.rerank import (
+    answer_lines,
+    backfill,
+    calibrated_scores,
+    label_token_ids,
+    letter_prior,
+    letter_scores,
+    match_answer,
+    rank_in_list,
+)
 from palr_utils.retrieval import SequenceData
 
 TITLES = ["Toy Story (1995)", "Heat (1995)", "Casino (1995)", "Alien (1979)", "Aliens (1986)", "Jaws (1975)"]
@@ -116,6 +125,49 @@ def test_cases_take_the_retrievers_best_candidates_and_shuffle_them_per_user():
     assert again[1].listed == cases[0].listed  # the same order whoever else is evaluated
     with pytest.raises(ValueError, match="no test candidates"):
         build_cases(data, candidates[candidates["user"] == 0], [0, 1], {}, n_history=5, seed=1)
+
+
+def test_validation_cases_end_one_item_earlier_and_aim_at_the_validation_item():
+    data = SequenceData(1, 8, [np.array([0, 1])], valid=np.array([2]), test=np.array([7]))
+    candidates = pd.DataFrame({"user": 0, "split": ["valid"] * 2 + ["test"] * 2, "item": [3, 4, 5, 6],
+                               "rank": [0, 1, 0, 1]})  # fmt: skip
+    (case,) = build_cases(data, candidates, [0], {}, n_history=5, seed=1, split="valid")
+    assert case.history == [0, 1] and case.target == 2 and case.retrieved == [3, 4]
+    with pytest.raises(ValueError, match="split must be"):
+        build_cases(data, candidates, [0], {}, n_history=5, seed=1, split="train")
+
+
+def test_letter_prior_is_the_mean_log_probability_of_each_position():
+    # two prompts: the model likes A in both; the second list is shorter, so C counts once
+    rows = [np.log(np.array([0.5, 0.25, 0.25])), np.log(np.array([0.8, 0.2]))]
+    prior = letter_prior(rows)
+    np.testing.assert_allclose(prior, [np.log([0.5, 0.8]).mean(), np.log([0.25, 0.2]).mean(), np.log(0.25)])
+    with pytest.raises(ValueError, match="at least one"):
+        letter_prior([])
+
+
+def test_calibration_removes_a_position_preference_shared_by_every_prompt():
+    # A always gets +3 whatever it labels; this prompt's own evidence says C > B > A
+    prior = letter_prior([np.array([3.0, 0.0, 0.0])] * 5)
+    calibrated = calibrated_scores(np.array([3.0, 0.5, 1.0]), prior)
+    assert np.argsort(-calibrated).tolist() == [2, 1, 0]
+    assert np.argmax([3.0, 0.5, 1.0]) == 0  # uncalibrated, the bias wins
+    with pytest.raises(ValueError, match="prior covers only"):
+        calibrated_scores(np.zeros(4), prior)
+
+
+def test_calibrated_fast_mode_uses_the_prior_of_validation_prompts(monkeypatch):
+    import palr_utils.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "format_prompt", lambda tokenizer, prompt: prompt + "\nAnswer:")
+    case = EvalCase(user=0, target=3, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])
+    reranker = Reranker(_Tokenizer(), _Model({"A": 3.0, "B": 0.0, "C": 0.5}), TITLES)
+    prior = reranker.letter_prior_v2([case] * 3, batch_size=2)  # the same prompt: the prior is its own scores
+    (plain,) = reranker.score_v2_fast([case])
+    (calibrated,) = reranker.score_v2_fast([case], prior)
+    assert plain["final"][0] == 4  # A
+    np.testing.assert_allclose(calibrated_scores(np.array([3.0, 0.0, 0.5]), prior), 0.0, atol=1e-9)
+    assert sorted(calibrated["final"]) == [3, 4, 5]
 
 
 def test_rerank_cache_refuses_records_of_another_adapter(tmp_path):
