@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -87,7 +89,7 @@ def plot_finetune_losses(histories: dict[str, pd.DataFrame]) -> plt.Axes:
     return ax
 
 
-def plot_letter_prior(prior: np.ndarray, labels: str) -> plt.Axes:
+def plot_letter_prior(prior: np.ndarray, labels: Sequence[str]) -> plt.Axes:
     """How often the model would pick each letter, averaged over prompts, against a uniform choice."""
     shares = np.exp(prior) / np.exp(prior).sum()
     ax = plt.subplots(figsize=(7, 3))[1]
