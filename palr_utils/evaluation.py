@@ -1,6 +1,7 @@
 """Notebook 05's evaluation: the same users, the same candidates, four ways of ranking them.
 
 * ``sasrec``       - the retriever's own top 10;
+* ``shuffled``     - the candidates in the prompt's (random) order: chance, a floor for the re-rankers;
 * ``palr_v1``      - PALR_v1 generates titles from the *Recommend* prompt (matched against the catalogue);
 * ``palr_v2``      - PALR_v2 generates from the *Recommend_Retrieval* prompt with the retriever's top candidates
                      (the paper: 50; the profile's ``rerank_candidates``);
@@ -177,9 +178,18 @@ def run_method(
 
 def retriever_records(cases: list[EvalCase]) -> pd.DataFrame:
     """The retriever's own top 10 as a method (no LLM)."""
+    return _fixed_order_records(cases, [c.retrieved for c in cases])
+
+
+def shuffled_records(cases: list[EvalCase]) -> pd.DataFrame:
+    """The first 10 candidates in the prompt's shuffled order: chance, the floor every re-ranker must clear."""
+    return _fixed_order_records(cases, [c.listed for c in cases])
+
+
+def _fixed_order_records(cases: list[EvalCase], orders: list[list[int]]) -> pd.DataFrame:
     return pd.DataFrame([
-        {USER: c.user, "final": c.retrieved[:K], "rank": rank_in_list(c.target, c.retrieved[:K]), "seconds": 0.0}
-        for c in cases
+        {USER: c.user, "final": order[:K], "rank": rank_in_list(c.target, order[:K]), "seconds": 0.0}
+        for c, order in zip(cases, orders, strict=True)
     ])  # fmt: skip
 
 

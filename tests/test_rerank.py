@@ -5,7 +5,16 @@ import pandas as pd
 import pytest
 import torch
 
-from palr_utils.evaluation import EvalCase, Reranker, build_cases, rerank_identity, run_method, summarize
+from palr_utils.evaluation import (
+    EvalCase,
+    Reranker,
+    build_cases,
+    rerank_identity,
+    retriever_records,
+    run_method,
+    shuffled_records,
+    summarize,
+)
 from palr_utils.io import StaleArtifactError
 from palr_utils.profiles import get_profile
 from palr_utils.rerank import (
@@ -190,3 +199,14 @@ def test_rerank_identity_follows_the_adapter_weights_and_the_settings(tmp_path):
     assert rerank_identity(tmp_path, tiny, seed=2) != first
     (tmp_path / "adapter_model.safetensors").write_bytes(b"weights two")
     assert rerank_identity(tmp_path, tiny, seed=1)["adapter"] != first["adapter"]
+
+
+def test_retriever_and_chance_orders_as_methods():
+    cases = [
+        EvalCase(user=0, target=5, history=[0], retrieved=[5, 4, 3], listed=[3, 4, 5], seen={0}, keywords=[]),
+        EvalCase(user=1, target=9, history=[1], retrieved=[6, 7, 8], listed=[8, 6, 7], seen={1}, keywords=[]),
+    ]
+    assert retriever_records(cases)["rank"].tolist() == [0, 1_000_000]  # user 1's target is not a candidate
+    shuffled = shuffled_records(cases)
+    assert shuffled["final"].tolist() == [[3, 4, 5], [8, 6, 7]] and shuffled["rank"].tolist() == [2, 1_000_000]
+    assert summarize("shuffled", shuffled)["shuffled_test_hr@10"] == 0.5
