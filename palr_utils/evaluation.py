@@ -1,4 +1,4 @@
-"""Notebook 05's evaluation: the same users, the same candidates, four ways of ranking them.
+"""Notebook 05's evaluation: the same users, the same candidates, six ways of ranking them.
 
 * ``sasrec``       - the retriever's own top 10;
 * ``shuffled``     - the candidates in the prompt's (random) order: chance, a floor for the re-rankers;
