@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/sasrec_ml1m.py [--data-dir ../shared/data/ml-1m]
     .venv/bin/python benchmarks/sasrec_ml1m.py --sasrec hidden_size=128 --out results/x.json   # a variant
+    .venv/bin/python benchmarks/sasrec_ml1m.py --training learning_rate=0.003 --out results/y.json  # training variant
 
 Preprocesses the data exactly as notebook 01, trains SASRec with the profile's
 settings (early stopping on validation NDCG@10), and records validation and
@@ -32,6 +33,8 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", default="artifacts/benchmarks/sasrec_ml1m")
     parser.add_argument("--sasrec", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="change SASRecConfig fields of the profile (values in JSON: 128, 0.0, true)")
+    parser.add_argument("--training", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="change TrainingConfig fields of the profile's SASRec training (JSON values)")
     args = parser.parse_args()
 
     config, processed, data = load_benchmark_data(args.profile, args.dataset, args.data_dir, "")
@@ -39,8 +42,10 @@ def main() -> None:
     popularity = Popularity().fit(data)
     changes = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.sasrec)}
     model = SASRec(processed.n_items, dataclasses.replace(config.profile.sasrec, **changes))
+    training_changes = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.training)}
+    training = dataclasses.replace(config.profile.sasrec_training, **training_changes)
     started = time.perf_counter()
-    history = train(model, data, config.profile.sasrec_training, args.checkpoint_dir)
+    history = train(model, data, training, args.checkpoint_dir)
     wall = time.perf_counter() - started
     test = model.evaluate("test", ks=(10, 50))
     result = {
@@ -51,7 +56,7 @@ def main() -> None:
         "n_interactions": processed.n_interactions,
         "sasrec_config": model.describe(),
         "training_config": {
-            k: getattr(config.profile.sasrec_training, k)
+            k: getattr(training, k)
             for k in ("epochs", "batch_size", "learning_rate", "eval_every", "patience", "max_minutes",
                       "lr_decay_factor", "lr_decay_patience", "bf16_autocast")
         },  # fmt: skip
