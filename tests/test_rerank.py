@@ -172,11 +172,13 @@ def test_calibrated_fast_mode_uses_the_prior_of_validation_prompts(monkeypatch):
     case = EvalCase(user=0, target=3, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])
     reranker = Reranker(_Tokenizer(), _Model({"A": 3.0, "B": 0.0, "C": 0.5}), TITLES)
     prior = reranker.letter_prior_v2([case] * 3, batch_size=2)  # the same prompt: the prior is its own scores
-    (plain,) = reranker.score_v2_fast([case])
-    (calibrated,) = reranker.score_v2_fast([case], prior)
-    assert plain["final"][0] == 4  # A
     np.testing.assert_allclose(calibrated_scores(np.array([3.0, 0.0, 0.5]), prior), 0.0, atol=1e-9)
-    assert sorted(calibrated["final"]) == [3, 4, 5]
+    (plain,) = reranker.score_v2_fast([case])
+    assert plain["final"] == [4, 3, 5]  # A, C, B by raw logits
+    # a prior in which A is favoured even more and B much less than in this prompt reverses the order
+    strong_a = letter_prior([np.array([6.0, -3.0, 0.5])] * 2)
+    (calibrated,) = reranker.score_v2_fast([case], strong_a)
+    assert calibrated["final"] == [5, 3, 4]  # B, C, A
 
 
 def test_rerank_cache_refuses_records_of_another_adapter(tmp_path):
