@@ -55,11 +55,7 @@ def main() -> None:
         "n_items": processed.n_items,
         "n_interactions": processed.n_interactions,
         "sasrec_config": model.describe(),
-        "training_config": {
-            k: getattr(training, k)
-            for k in ("epochs", "batch_size", "learning_rate", "eval_every", "patience", "max_minutes",
-                      "lr_decay_factor", "lr_decay_patience", "bf16_autocast")
-        },  # fmt: skip
+        "training_config": dataclasses.asdict(training),
         "best_epoch": model.best_epoch,
         "epochs_run": int(history["epoch"].max()),
         "sasrec_train_seconds": round(model.train_seconds, 1),

@@ -27,7 +27,8 @@ from palr_utils.retrieval import (
     train,
 )
 from palr_utils.retrieval.candidates import training_prefix
-from palr_utils.retrieval.sequences import left_pad, next_item_batches, training_windows
+from palr_utils.retrieval.sequences import left_pad, length_grouped_batches, next_item_batches, training_windows
+from palr_utils.retrieval.training import cosine_schedule
 
 FAST = TrainingConfig(epochs=4, batch_size=16, learning_rate=3e-3, eval_every=2, patience=5)
 
@@ -55,6 +56,29 @@ def test_sequence_data_splits_and_masks():
 
 def test_left_pad_keeps_the_most_recent_items():
     assert left_pad([np.array([5, 6, 7]), np.array([1])], 2).tolist() == [[7, 8], [0, 2]]
+    # fit_longest: only as wide as the longest sequence, never wider than max_len
+    assert left_pad([np.array([5, 6]), np.array([1])], 4, fit_longest=True).tolist() == [[6, 7], [0, 2]]
+    assert left_pad([np.array([5, 6, 7]), np.array([1])], 2, fit_longest=True).tolist() == [[7, 8], [0, 2]]
+
+
+def test_length_grouped_batches_hold_every_window_once_with_similar_lengths_and_positions():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 200, size=1000)
+    batches = length_grouped_batches(lengths, np.random.default_rng(1), batch_size=32, batches_per_group=5)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    assert len(batches) == pytest.approx(1000 / 32, abs=2)  # about as many steps as batches of 32 windows
+    # each batch holds about 32 average windows' worth of positions: more windows when they are short
+    positions = np.array([lengths[b].sum() for b in batches])
+    # (the last, partial group of windows is rounded to whole batches, which may make one batch larger)
+    assert positions.min() > 0.75 * 32 * lengths.mean() and positions.max() < 1.5 * 32 * lengths.mean()
+    assert len(min(batches, key=lambda b: lengths[b].mean())) > 32 > len(max(batches, key=lambda b: lengths[b].mean()))
+    grouped_padding = np.mean([lengths[b].max() - lengths[b].mean() for b in batches])
+    random_batches = np.array_split(rng.permutation(1000), len(batches))
+    random_padding = np.mean([lengths[b].max() - lengths[b].mean() for b in random_batches])
+    assert grouped_padding < random_padding / 3
+    # a new epoch (another RNG state) gives other batches
+    again = length_grouped_batches(lengths, np.random.default_rng(2), batch_size=32, batches_per_group=5)
+    assert [b.tolist() for b in again] != [b.tolist() for b in batches]
 
 
 def test_training_windows_make_every_interaction_a_target_once():
@@ -79,6 +103,17 @@ def test_next_item_batches_shift_targets_by_one(small_data):
     assert len(batches) == len(list(batches)) == math.ceil(n_windows / 16)
 
 
+def test_length_grouped_next_item_batches_are_as_wide_as_their_longest_window(small_data):
+    batches = next_item_batches(small_data, np.random.default_rng(0), 16, max_len=8, all_windows=True,
+                                group_by_length=True)  # fmt: skip
+    widths = [inputs.shape[1] for inputs, _ in batches]
+    assert max(widths) == 8 and min(widths) < 8
+    for inputs, targets in batches:
+        assert (inputs[:, 0] > 0).any() and inputs.shape == targets.shape  # no column is padding only
+    n_windows = sum(len(training_windows(s, 8, True)) for s in small_data.train)
+    assert sum(len(b[0]) for b in batches) == n_windows
+
+
 def test_top_k_masks_seen_items_caps_k_and_refuses_unknown_users(small_data):
     model = Popularity().fit(small_data)
     items, _ = model.top_k(np.array([0, 1]), 5, "test")
@@ -99,6 +134,26 @@ def test_sasrec_is_causal():
     before, after = model.encode(history), model.encode(changed_future)
     assert torch.allclose(before[0, :-1], after[0, :-1])  # earlier positions cannot see the last item
     assert not torch.allclose(before[0, -1], after[0, -1])
+
+
+def test_sasrec_output_does_not_depend_on_how_much_padding_a_batch_has():
+    model = SASRec(n_items=20, config=SASRecConfig(max_len=8, hidden_size=16, n_heads=2)).eval()
+    histories = [np.array([3, 4, 5]), np.array([1, 2, 6, 7, 9])]
+    full_width = model.encode(left_pad(histories, 8))  # padded to max_len
+    fitted = model.encode(left_pad(histories, 8, fit_longest=True))  # padded to the longest history (5)
+    assert fitted.shape[1] == 5
+    assert torch.allclose(full_width[:, -5:], fitted, atol=1e-5)
+    alone = model.encode(left_pad(histories[:1], 8, fit_longest=True))  # no padding at all
+    assert torch.allclose(alone[0], full_width[0, -3:], atol=1e-5)
+    assert not torch.isnan(full_width).any()  # padding rows attend to themselves, not to nothing
+
+
+def test_ranks_batch_users_by_history_length_and_return_them_in_the_callers_order(small_data):
+    model = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16)).eval()
+    model.data = small_data
+    users = np.random.default_rng(0).permutation(small_data.n_users)[:30]
+    one_by_one = np.concatenate([model.ranks("test", np.array([u]), batch_size=1) for u in users])
+    assert model.ranks("test", users, batch_size=7).tolist() == one_by_one.tolist()
 
 
 def test_attention_dropout_is_its_own_setting():
@@ -152,6 +207,45 @@ def test_learning_rate_decays_on_a_plateau_and_resumes_with_it(small_data, tmp_p
     resumed_config = TrainingConfig(**{**config.__dict__, "bf16_autocast": "auto"})
     history = train(stalled_model(), small_data, resumed_config, tmp_path, progress=False)
     assert history["learning_rate"].tolist() == pytest.approx([1e-3, 5e-4, 2.5e-4])
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    multiplier = cosine_schedule(10, TrainingConfig(epochs=5, lr_schedule="cosine", warmup_epochs=1))
+    assert [multiplier(step) for step in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])  # 10 warm-up steps
+    assert multiplier(10) == pytest.approx(1.0) and multiplier(30) == pytest.approx(0.5)  # halfway: 20 of 40 steps
+    assert multiplier(49) > 0 and multiplier(50) == pytest.approx(0.0) and multiplier(80) == pytest.approx(0.0)
+    decay = [multiplier(step) for step in range(10, 51)]
+    assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))
+    with pytest.raises(ValueError, match="one learning-rate policy"):
+        TrainingConfig(lr_schedule="cosine", lr_decay_factor=0.5)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainingConfig(lr_schedule="linear")
+
+
+def test_cosine_schedule_steps_every_batch_and_resumes_where_it_stopped(small_data, tmp_path):
+    config = TrainingConfig(epochs=4, batch_size=16, learning_rate=1e-3, eval_every=2, lr_schedule="cosine")
+    sasrec = SASRecConfig(max_len=20, hidden_size=16)
+    steps_per_epoch = len(SASRec(small_data.n_items, sasrec).batches(small_data, np.random.default_rng(0), 16))
+
+    interrupted = SASRec(small_data.n_items, sasrec)
+    real_loss, calls = interrupted.loss, []
+
+    def loss_then_crash(batch):  # dies in the third epoch, after the checkpoint of epoch 2
+        calls.append(1)
+        if len(calls) > 2 * steps_per_epoch + 1:
+            raise KeyboardInterrupt
+        return real_loss(batch)
+
+    interrupted.loss = loss_then_crash
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, small_data, config, tmp_path, progress=False)
+    history = train(SASRec(small_data.n_items, sasrec), small_data, config, tmp_path, progress=False)
+    # epoch 2 ends halfway down the cosine; had the schedule restarted, epoch 4 would end there too
+    assert history["epoch"].tolist() == [2, 4]
+    assert history["learning_rate"].tolist() == pytest.approx([5e-4, 0.0])
+    longer = TrainingConfig(**{**config.__dict__, "epochs": 8})  # another schedule altogether
+    with pytest.raises(CheckpointMismatchError):
+        train(SASRec(small_data.n_items, sasrec), small_data, longer, tmp_path, progress=False)
 
 
 def test_bce_variant_of_sasrec_trains(small_data):

@@ -59,13 +59,16 @@ class Retriever(ABC):
         """0-based full-ranking rank of each user's ``split`` target (seen items masked)."""
         data = self._require_fitted()
         users = np.arange(data.n_users) if users is None else data.check_users(users)
-        out = []
+        # users with histories of similar length share a batch, so a sequence model pads (and computes) less
+        by_length = np.argsort([len(data.history(int(u), split)) for u in users], kind="stable")
+        ranks = np.empty(len(users), dtype=np.int64)
         for start in range(0, len(users), batch_size):
-            batch = users[start : start + batch_size]
+            rows = by_length[start : start + batch_size]
+            batch = users[rows]
             scores = self._score(batch, split)
             targets = torch.as_tensor(data.targets(batch, split))
-            out.append(target_ranks(scores, targets, data.seen_mask(batch, split)).numpy())
-        return np.concatenate(out)
+            ranks[rows] = target_ranks(scores, targets, data.seen_mask(batch, split)).numpy()
+        return ranks
 
     def evaluate(self, split: str, ks: tuple[int, ...] = (10,), users: np.ndarray | None = None) -> dict[str, float]:
         """HR@k and NDCG@k on ``split`` ('valid' selects models, 'test' is reported)."""

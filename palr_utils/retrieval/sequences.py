@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -69,14 +68,16 @@ class SequenceData:
         return digest.hexdigest()[:16]
 
 
-def left_pad(sequences: list[np.ndarray], max_len: int) -> torch.Tensor:
+def left_pad(sequences: list[np.ndarray], max_len: int, fit_longest: bool = False) -> torch.Tensor:
     """Keep the last ``max_len`` items of each sequence, shift ids by +1 and left-pad with 0.
 
-    Left padding puts every user's most recent item in the last position.
+    Left padding puts every user's most recent item in the last position. With
+    ``fit_longest`` the tensor is only as wide as the longest (cut) sequence, not ``max_len``.
     """
-    out = torch.zeros(len(sequences), max_len, dtype=torch.long)
+    width = min(max_len, max((len(s) for s in sequences), default=0)) if fit_longest else max_len
+    out = torch.zeros(len(sequences), width, dtype=torch.long)
     for row, sequence in enumerate(sequences):
-        tail = sequence[-max_len:]
+        tail = sequence[-width:] if width else sequence[:0]
         if len(tail):
             out[row, -len(tail) :] = torch.as_tensor(tail, dtype=torch.long) + 1
     return out
@@ -99,31 +100,71 @@ def training_windows(sequence: np.ndarray, max_len: int, all_windows: bool) -> l
 
 
 class NextItemBatches:
-    """One epoch of (inputs, targets) batches, padded lazily; ``len`` tells a progress bar how many."""
+    """One epoch of (inputs, targets) batches, padded lazily; ``len`` tells a progress bar how many.
 
-    def __init__(self, windows: list[np.ndarray], order: np.ndarray, batch_size: int, max_len: int):
-        self.windows, self.order, self.batch_size, self.max_len = windows, order, batch_size, max_len
+    ``batches`` holds the window indices of each batch. With ``fit_longest`` a batch is padded
+    only to its longest window rather than to ``max_len``.
+    """
+
+    def __init__(self, windows: list[np.ndarray], batches: list[np.ndarray], max_len: int, fit_longest: bool = False):
+        self.windows, self.batches, self.max_len, self.fit_longest = windows, batches, max_len, fit_longest
 
     def __len__(self) -> int:
-        return math.ceil(len(self.order) / self.batch_size)
+        return len(self.batches)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self.order), self.batch_size):
-            sequences = [self.windows[i] for i in self.order[start : start + self.batch_size]]
+        for indices in self.batches:
+            sequences = [self.windows[i] for i in indices]
             inputs, targets = [s[:-1] for s in sequences], [s[1:] for s in sequences]
-            yield left_pad(inputs, self.max_len), left_pad(targets, self.max_len)
+            yield left_pad(inputs, self.max_len, self.fit_longest), left_pad(targets, self.max_len, self.fit_longest)
+
+
+def length_grouped_batches(
+    lengths: np.ndarray, rng: np.random.Generator, batch_size: int, batches_per_group: int = 50
+) -> list[np.ndarray]:
+    """Shuffled batches of windows of similar length, each holding about the same number of positions.
+
+    The shuffled windows are cut into groups of ``batches_per_group`` batches; each group is sorted
+    by length and cut into batches of about ``batch_size`` average windows' worth of positions, and the
+    batches of all groups are shuffled. Short windows thus come in larger batches: as with random
+    batches, every position weighs the same in the mean loss of a step (equal-*count* batches of
+    short windows would weigh each of their positions several times more).
+    """
+    order = rng.permutation(len(lengths))
+    positions_per_batch = batch_size * float(np.mean(lengths))
+    group = batch_size * batches_per_group
+    batches = []
+    for start in range(0, len(order), group):
+        members = order[start : start + group]
+        members = members[np.argsort(lengths[members], kind="stable")]
+        filled = np.cumsum(lengths[members])
+        n_batches = max(1, round(filled[-1] / positions_per_batch))  # equal shares of the group's positions
+        cuts = np.searchsorted(filled, filled[-1] * np.arange(1, n_batches) / n_batches, "right")
+        batches += [batch for batch in np.split(members, np.unique(cuts)) if len(batch)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def next_item_batches(
-    data: SequenceData, rng: np.random.Generator, batch_size: int, max_len: int, all_windows: bool = False
+    data: SequenceData,
+    rng: np.random.Generator,
+    batch_size: int,
+    max_len: int,
+    all_windows: bool = False,
+    group_by_length: bool = False,
 ) -> NextItemBatches:
     """Batches of (inputs, targets) for next-item training at every position of each training sequence.
 
     For a sequence s, the input is s[:-1] and the target s[1:] (both left-padded):
-    position t reads items up to t and must predict item t+1.
+    position t reads items up to t and must predict item t+1. ``group_by_length`` batches windows
+    of similar length and pads each batch only to its longest one (a model must then mask padding).
     """
     windows = [w for u in range(data.n_users) for w in training_windows(data.train[u], max_len, all_windows)]
-    return NextItemBatches(windows, rng.permutation(len(windows)), batch_size, max_len)
+    if group_by_length:
+        batches = length_grouped_batches(np.array([len(w) for w in windows]), rng, batch_size)
+    else:
+        order = rng.permutation(len(windows))
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return NextItemBatches(windows, batches, max_len, fit_longest=group_by_length)
 
 
 def interaction_batches(data: SequenceData, rng: np.random.Generator, batch_size: int):

@@ -39,9 +39,19 @@ class TrainingConfig:
     max_minutes: float | None = None  # a wall-clock budget; the best checkpoint so far is kept
     lr_decay_factor: float | None = None  # multiply the learning rate by this when validation stalls...
     lr_decay_patience: int = 1  # ...for this many validation runs (torch's ReduceLROnPlateau)
+    # "cosine": rise linearly over ``warmup_epochs``, then follow a half cosine down to zero at the last of
+    # ``epochs``, updated every step (a schedule fixed in advance, unlike the reactive decay above)
+    lr_schedule: str | None = None
+    warmup_epochs: float = 0.0
     # bf16 matmuls on CPU: True, False, or "auto" (on where the CPU has bf16 units, e.g. AVX512-BF16 or AMX)
     bf16_autocast: bool | str = False
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in (None, "cosine"):
+            raise ValueError(f"lr_schedule must be None or 'cosine', not {self.lr_schedule!r}")
+        if self.lr_schedule and self.lr_decay_factor:
+            raise ValueError("choose one learning-rate policy: lr_schedule='cosine' or lr_decay_factor, not both")
 
     def uses_bf16(self) -> bool:
         """Whether training runs under bf16 autocast on this machine ("auto" asks the CPU)."""
@@ -86,9 +96,32 @@ def training_step(model: TorchRetriever, optimizer: torch.optim.Optimizer, batch
 def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig) -> dict:
     # how long to train may change between resumed runs; bf16 autocast changes speed, not the stored weights
     resumable = ("epochs", "max_minutes", "patience", "bf16_autocast")
+    if config.lr_schedule:  # the schedule is laid out over ``epochs``: more epochs would be another schedule
+        resumable = resumable[1:]
     training = {k: v for k, v in asdict(config).items() if k not in resumable}
+    if config.lr_schedule is None:  # the default: checkpoints from before the option stay valid
+        del training["lr_schedule"], training["warmup_epochs"]
     identity = {"model": model.describe(), "training": training, "data": data.fingerprint()}
     return json.loads(json.dumps(identity))  # as it comes back from state.json: tuples (NCF's layer sizes) as lists
+
+
+def _n_batches(batches, data: SequenceData, config: TrainingConfig) -> int:
+    """Batches in an epoch: their ``len``, or one per ``batch_size`` users for a plain generator."""
+    return len(batches) if hasattr(batches, "__len__") else math.ceil(data.n_users / config.batch_size)
+
+
+def cosine_schedule(steps_per_epoch: int, config: TrainingConfig):
+    """The learning-rate multiplier of each optimiser step: linear warm-up, then a half cosine to zero."""
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    total = config.epochs * steps_per_epoch
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return multiplier
 
 
 def _load_state(model, optimizer, scheduler, folder: Path, identity: dict) -> dict | None:
@@ -139,6 +172,10 @@ def train(
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=config.lr_decay_factor, patience=config.lr_decay_patience
         )
+    elif config.lr_schedule == "cosine":
+        steps_per_epoch = _n_batches(model.batches(data, np.random.default_rng(0), config.batch_size), data, config)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(steps_per_epoch, config))
+    steps_scheduler = isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
     identity = _identity(model, data, config)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
     state = _load_state(model, optimizer, scheduler, folder, identity) if folder else None
@@ -155,9 +192,11 @@ def train(
         model.train()
         losses = []
         batches = model.batches(data, rng, config.batch_size)
-        total = len(batches) if hasattr(batches, "__len__") else math.ceil(data.n_users / config.batch_size)
+        total = _n_batches(batches, data, config)
         for batch in tqdm(batches, total=total, desc=f"{model.name} epoch {epoch}", disable=not progress, leave=False):
             losses.append(training_step(model, optimizer, batch, use_bf16))
+            if steps_scheduler:
+                scheduler.step()
         state["epoch"] = epoch
         state["seconds"] = time.perf_counter() - started
         out_of_time = config.max_minutes is not None and state["seconds"] > 60 * config.max_minutes
@@ -168,7 +207,8 @@ def train(
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "val_hr@10": metrics["hr@10"],
                "val_ndcg@10": metrics["ndcg@10"], "seconds": state["seconds"]}  # fmt: skip
         if scheduler is not None:
-            scheduler.step(metrics["ndcg@10"])
+            if not steps_scheduler:
+                scheduler.step(metrics["ndcg@10"])
             row["learning_rate"] = optimizer.param_groups[0]["lr"]
         state["history"].append(row)
         is_best = metrics["ndcg@10"] > state["best_ndcg"]
