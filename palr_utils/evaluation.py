@@ -13,6 +13,8 @@ A held-out item missing from a method's final 10 is a miss; there is no blending
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +28,15 @@ from palr_utils.instructions import shorten
 from palr_utils.llm import format_prompt, generate
 from palr_utils.metrics import ranking_metrics
 from palr_utils.prompts import CANDIDATE_LABELS, recommend_prompt, recommend_retrieval_prompt
-from palr_utils.rerank import backfill, calibrated_scores, letter_prior, letter_scores, match_answer, rank_in_list
+from palr_utils.rerank import (
+    backfill,
+    calibrated_scores,
+    label_token_ids,
+    letter_prior,
+    letter_scores,
+    match_answer,
+    rank_in_list,
+)
 from palr_utils.retrieval.candidates import RANK
 from palr_utils.retrieval.sequences import SequenceData
 
@@ -100,16 +110,21 @@ class Reranker:
         records = []
         for case, text in zip(cases, outputs, strict=True):
             allowed = [i for i in range(len(self.titles)) if i not in case.seen]  # the whole unseen catalogue
-            parsed = match_answer(text, allowed, self.titles)
+            parsed = match_answer(text, allowed, self.titles, seen=case.seen)
             records.append(_record(case, text, parsed.items, parsed))
         return records
 
     def generate_v2(self, cases: list[EvalCase], max_new_tokens: int) -> list[dict]:
-        outputs = generate(self.tokenizer, self.model, [self.v2_prompt(c) for c in cases], max_new_tokens)
+        """Generated "letter. title" answers; the first token must be one of the case's candidate letters,
+        so the answer cannot drift into the other task's format ("1. title") that PALR_v2 also learned."""
+        prompts = [self.v2_prompt(c) for c in cases]
+        letter_ids = label_token_ids(self.tokenizer, prompts[0], max(len(c.listed) for c in cases))
+        first_ids = [letter_ids[: len(c.listed)] for c in cases]
+        outputs = generate(self.tokenizer, self.model, prompts, max_new_tokens, first_token_ids=first_ids)
         records = []
         for case, text in zip(cases, outputs, strict=True):
             labels = dict(zip(CANDIDATE_LABELS, case.listed, strict=False))
-            parsed = match_answer(text, case.listed, self.titles, labels)
+            parsed = match_answer(text, case.listed, self.titles, labels, seen=case.seen)
             records.append(_record(case, text, parsed.items, parsed))
         return records
 
@@ -141,14 +156,26 @@ def _record(case: EvalCase, text: str, items: list[int], parsed) -> dict:
     return {
         "final": final, "rank": rank_in_list(case.target, final), "raw_output": text, "n_lines": parsed.n_lines,
         "n_matched": len(items), "n_hallucinated": parsed.n_hallucinated, "n_duplicates": parsed.n_duplicates,
+        "n_seen": parsed.n_seen,
     }  # fmt: skip
 
 
-def rerank_identity(adapter_dir, profile, seed: int) -> dict:
-    """What a re-ranking cache is checked against: the adapter's weights and every setting that shapes the
-    prompts or the answers (``profile`` is a ``RunProfile``). Records of another adapter or setting are refused."""
+def cases_fingerprint(cases: list[EvalCase]) -> str:
+    """A short hash of the cases: users, histories, targets and candidate lists (new candidates, new hash)."""
+    digest = hashlib.sha256()
+    for c in cases:
+        digest.update(json.dumps([c.user, c.target, c.history, c.retrieved, c.listed], default=int).encode())
+    return digest.hexdigest()[:16]
+
+
+def rerank_identity(adapter_dir, profile, seed: int, cases: list[EvalCase]) -> dict:
+    """What a re-ranking cache is checked against: the adapter's weights, the cases (the retriever's candidates
+    feed every answer's back-fill) and every setting that shapes the prompts or the answers (``profile`` is a
+    ``RunProfile``). Records of another adapter, candidate list or setting are refused."""
     return {
         "adapter": adapter_fingerprint(adapter_dir),
+        "cases": cases_fingerprint(cases),
+        "decoding": "greedy; PALR_v2's first token is a candidate letter",
         "n_candidates": profile.rerank_candidates,
         "n_history": profile.instructions.n_history,
         "max_new_tokens": profile.rerank_max_new_tokens,
@@ -194,11 +221,13 @@ def _fixed_order_records(cases: list[EvalCase], orders: list[list[int]]) -> pd.D
 
 
 def summarize(method: str, records: pd.DataFrame) -> dict[str, float]:
-    """HR@10, NDCG@10 and, for generated answers, parse and hallucination rates and seconds per user."""
+    """HR@10, NDCG@10 and, for generated answers, parse, hallucination and seen-item rates; seconds per user."""
     out = {f"{method}_test_{k}": v for k, v in ranking_metrics(records["rank"].to_numpy(), ks=(K,)).items()}
     out[f"{method}_seconds_per_user"] = float(records["seconds"].mean())
     if "n_lines" in records:
         lines = records["n_lines"].sum()
         out[f"{method}_parse_rate"] = float((records["n_matched"] > 0).mean())
         out[f"{method}_hallucination_rate"] = float(records["n_hallucinated"].sum() / lines) if lines else 0.0
+        if "n_seen" in records:  # lines naming an item the user has seen (not counted as hallucinations)
+            out[f"{method}_seen_rate"] = float(records["n_seen"].sum() / lines) if lines else 0.0
     return out

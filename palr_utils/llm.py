@@ -179,12 +179,43 @@ def format_prompt(tokenizer, user_message: str, system: str | None = None, answe
     return f"{prefix}{user_message}\n{answer_prefix}"
 
 
+class FirstTokenAmong:
+    """A logits processor for ``model.generate``: each row's first new token must be one of its allowed ids.
+
+    Later tokens are free. A re-ranker uses it to make an answer start with a candidate's letter.
+    """
+
+    def __init__(self, allowed_ids: list[list[int]], prompt_length: int):
+        self.allowed_ids, self.prompt_length = allowed_ids, prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] != self.prompt_length:  # not the first step
+            return scores
+        blocked = torch.ones_like(scores, dtype=torch.bool)
+        for row, ids in enumerate(self.allowed_ids):
+            blocked[row, ids] = False
+        return scores.masked_fill(blocked, float("-inf"))
+
+
 @torch.no_grad()
-def generate(tokenizer, model, prompts: list[str], max_new_tokens: int = 64) -> list[str]:
-    """Greedy generation for a batch of already formatted prompts; returns only the new text."""
+def generate(
+    tokenizer, model, prompts: list[str], max_new_tokens: int = 64, first_token_ids: list[list[int]] | None = None
+) -> list[str]:
+    """Greedy generation for a batch of already formatted prompts; returns only the new text.
+
+    ``first_token_ids``: per prompt, the token ids the answer may start with (None: any token).
+    """
+    from transformers import LogitsProcessorList
+
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
-    return tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    prompt_length = batch["input_ids"].shape[1]
+    processors = LogitsProcessorList()
+    if first_token_ids is not None:
+        if len(first_token_ids) != len(prompts) or not all(first_token_ids):
+            raise ValueError("first_token_ids needs a non-empty list of allowed token ids for every prompt")
+        processors.append(FirstTokenAmong(first_token_ids, prompt_length))
+    output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=processors)
+    return tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
 
 
 def load_finetuned(spec: LLMSpec | str, adapter_dir: str | Path, cache_dir: str | Path | None = None):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,8 +38,9 @@ class ParsedList:
 
     items: list[int] = field(default_factory=list)  # matched items, in the model's order, no duplicates
     n_lines: int = 0  # non-empty answer lines
-    n_hallucinated: int = 0  # lines that named no allowed item
+    n_hallucinated: int = 0  # lines that named no allowed item (nor a seen one)
     n_duplicates: int = 0
+    n_seen: int = 0  # lines that named an item the user has already seen
 
 
 @functools.cache
@@ -60,13 +61,22 @@ def answer_lines(text: str) -> list[tuple[str | None, str]]:
 
 
 def match_answer(
-    text: str, allowed: Sequence[int], titles: Sequence[str], labels: dict[str, int] | None = None
+    text: str,
+    allowed: Sequence[int],
+    titles: Sequence[str],
+    labels: dict[str, int] | None = None,
+    seen: Collection[int] = (),
 ) -> ParsedList:
-    """Map an answer to items among ``allowed``: by letter when ``labels`` is given, else by fuzzy title."""
+    """Map an answer to items among ``allowed``: by letter when ``labels`` is given, else by fuzzy title.
+
+    Lines naming one of the user's ``seen`` items are counted apart from hallucinations: the model
+    repeating the history is a different failure from inventing titles.
+    """
     # Each item is matched by its full title and by its title without the year, whichever is closer:
     # models often drop the year, and plain ratio (unlike partial ratios) does not reward bare substrings.
+    allowed_set, seen = set(allowed), set(seen)
     keys, owners = [], []
-    for item in allowed:
+    for item in [*allowed, *sorted(seen - allowed_set)]:
         for variant in _title_variants(titles[item]):
             keys.append(variant)
             owners.append(item)
@@ -80,6 +90,8 @@ def match_answer(
             item = owners[best[2]] if best else None
         if item is None:
             parsed.n_hallucinated += 1
+        elif item in seen:
+            parsed.n_seen += 1
         elif item in parsed.items:
             parsed.n_duplicates += 1
         else:

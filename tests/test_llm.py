@@ -51,6 +51,18 @@ def test_batched_generation_matches_single_prompts(smollm2):
     assert alone == together
 
 
+def test_generation_can_be_made_to_start_with_given_tokens(smollm2):
+    tokenizer, model = smollm2
+    prompts = [format_prompt(tokenizer, "Name a fruit."), format_prompt(tokenizer, "Say hello.")]
+    allowed = [tokenizer.convert_tokens_to_ids("Q"), tokenizer.convert_tokens_to_ids("Z")]
+    outputs = generate(tokenizer, model, prompts, max_new_tokens=4, first_token_ids=[[allowed[0]], [allowed[1]]])
+    assert outputs[0].startswith("Q") and outputs[1].startswith("Z")
+    free = generate(tokenizer, model, prompts, max_new_tokens=4)
+    assert not free[0].startswith("Q")  # the constraint did the work, not the model's own choice
+    with pytest.raises(ValueError, match="every prompt"):
+        generate(tokenizer, model, prompts, max_new_tokens=4, first_token_ids=[[allowed[0]]])
+
+
 def test_second_load_is_fast():
     load_llm("smollm2")
     started = time.perf_counter()

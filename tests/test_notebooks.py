@@ -93,7 +93,7 @@ def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
         for key in ("hr@10", "ndcg@10"):
             assert 0.0 <= metrics[f"{method}_test_{key}"] <= 1.0
         assert metrics[f"{method}_test_ndcg@10"] <= metrics[f"{method}_test_hr@10"]
-    for key in ("palr_v2_parse_rate", "palr_v2_hallucination_rate"):
+    for key in ("palr_v2_parse_rate", "palr_v2_hallucination_rate", "palr_v2_seen_rate", "palr_v1_seen_rate"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["palr_v2_seconds_per_user"] > 0 and metrics["palr_v2_fast_seconds_per_user"] > 0
     import pandas as pd
@@ -101,3 +101,5 @@ def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
     records = pd.read_json(tiny_run / "rerank" / "palr_v2.jsonl", lines=True)
     assert len(records) == metrics["n_eval_users"]
     assert (records["final"].map(len) == 10).all()  # back-filled to 10 for every user
+    # generation was made to start with a candidate's letter (tiny lists hold 10 candidates: A to J)
+    assert records["raw_output"].map(lambda text: text.lstrip()[:1] in "ABCDEFGHIJ" and text.strip() != "").all()

@@ -54,6 +54,14 @@ def test_matching_by_letter_then_fuzzy_title_with_hallucinations_and_duplicates_
     assert parsed.n_hallucinated == 2  # The Godfather is unknown; Jaws (5) is known but not a candidate
 
 
+def test_lines_naming_seen_items_are_counted_apart_from_hallucinations():
+    text = "Toy Story (1995)\nHeat (1995)\nThe Godfather (1972)\nCasino"
+    parsed = match_answer(text, allowed=[1, 2], titles=TITLES, seen={0})
+    assert parsed.items == [1, 2] and parsed.n_seen == 1 and parsed.n_hallucinated == 1
+    # without the history, the seen title is just a line that names no allowed item
+    assert match_answer(text, allowed=[1, 2], titles=TITLES).n_hallucinated == 2
+
+
 def test_near_miss_titles_match_the_catalogue():
     parsed = match_answer("toy story\nHeat 1995\nCasino, (1995)\nToy Stroy (1995)\nThe",
                           allowed=range(len(TITLES)), titles=TITLES)  # fmt: skip
@@ -191,16 +199,21 @@ def test_rerank_cache_refuses_records_of_another_adapter(tmp_path):
         run_method(method, [case], tmp_path / "palr_v2.jsonl", 4, {"adapter": "new"})
 
 
-def test_rerank_identity_follows_the_adapter_weights_and_the_settings(tmp_path):
+def test_rerank_identity_follows_the_adapter_weights_the_candidates_and_the_settings(tmp_path):
     (tmp_path / "adapter_model.safetensors").write_bytes(b"weights one")
     tiny, cpu = get_profile("tiny"), get_profile("cpu")
-    first = rerank_identity(tmp_path, tiny, seed=1)
-    assert first == rerank_identity(tmp_path, tiny, seed=1)
+    cases = [EvalCase(user=0, target=5, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])]
+    first = rerank_identity(tmp_path, tiny, 1, cases)
+    assert first == rerank_identity(tmp_path, tiny, 1, cases)
     assert first["n_candidates"] == tiny.instructions.n_candidates
-    assert rerank_identity(tmp_path, cpu, seed=1) != first  # other candidate and history lengths
-    assert rerank_identity(tmp_path, tiny, seed=2) != first
+    assert rerank_identity(tmp_path, cpu, 1, cases) != first  # other candidate and history lengths
+    assert rerank_identity(tmp_path, tiny, 2, cases) != first
+    # a new retriever's candidates change every answer's back-fill: the cache must not be reused
+    other_candidates = [EvalCase(user=0, target=5, history=[0], retrieved=[3, 5, 4], listed=[4, 5, 3], seen={0},
+                                 keywords=[])]  # fmt: skip
+    assert rerank_identity(tmp_path, tiny, 1, other_candidates)["cases"] != first["cases"]
     (tmp_path / "adapter_model.safetensors").write_bytes(b"weights two")
-    assert rerank_identity(tmp_path, tiny, seed=1)["adapter"] != first["adapter"]
+    assert rerank_identity(tmp_path, tiny, 1, cases)["adapter"] != first["adapter"]
 
 
 def test_retriever_and_chance_orders_as_methods():
