@@ -24,6 +24,12 @@ from palr_utils.io import write_json
 from palr_utils.retrieval import Popularity, SASRec, train
 
 
+def with_changes(settings, assignments: list[str]):
+    """A copy of a frozen settings dataclass with ``FIELD=VALUE`` assignments applied (values in JSON)."""
+    changes = {field: json.loads(value) for field, value in (item.split("=", 1) for item in assignments)}
+    return dataclasses.replace(settings, **changes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", default="../shared/data/ml-1m")
@@ -40,10 +46,8 @@ def main() -> None:
     config, processed, data = load_benchmark_data(args.profile, args.dataset, args.data_dir, "")
 
     popularity = Popularity().fit(data)
-    changes = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.sasrec)}
-    model = SASRec(processed.n_items, dataclasses.replace(config.profile.sasrec, **changes))
-    training_changes = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.training)}
-    training = dataclasses.replace(config.profile.sasrec_training, **training_changes)
+    model = SASRec(processed.n_items, with_changes(config.profile.sasrec, args.sasrec))
+    training = with_changes(config.profile.sasrec_training, args.training)
     started = time.perf_counter()
     history = train(model, data, training, args.checkpoint_dir)
     wall = time.perf_counter() - started
