@@ -14,6 +14,7 @@ DATASET ?=
 DATA_DIR ?=
 ARTIFACT_DIR ?=
 SEED ?= 42
+MISSING_TITLES ?= placeholder
 # Optional: a PyTorch wheel index, e.g. the CPU-only one for a laptop without a GPU (see README).
 TORCH_INDEX ?=
 
@@ -33,7 +34,8 @@ $(STAMP): pyproject.toml Makefile
 
 tutorial: setup
 	$(BIN)/python -m palr_utils.runner --profile "$(PROFILE)" --dataset "$(DATASET)" \
-		--data-dir "$(DATA_DIR)" --artifact-dir "$(ARTIFACT_DIR)" --seed "$(SEED)"
+		--data-dir "$(DATA_DIR)" --artifact-dir "$(ARTIFACT_DIR)" --seed "$(SEED)" \
+		--missing-titles "$(MISSING_TITLES)"
 
 test: setup
 	$(BIN)/python -m pytest

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
+from pathlib import Path
 
 import torch
 
-from palr_utils.data import load_raw_dataset, preprocess
+from palr_utils.data import describe_dataset, load_raw_dataset, preprocess
 from palr_utils.profiles import resolve_config
 from palr_utils.retrieval import SequenceData
 
 
 def load_benchmark_data(profile: str, dataset: str, data_dir: str, work_dir: str = ""):
-    """(config, processed data, training sequences) for a run profile on a raw data folder."""
+    """(config, processed data, training sequences) for a run profile on a raw data folder.
+
+    The config's profile carries the settings for the data set recognised (``RunProfile.for_data``), as
+    notebook 03 uses them.
+    """
     config = resolve_config(profile, dataset, data_dir, work_dir)
     processed = preprocess(load_raw_dataset(config), config.profile.min_interactions)
+    processed.info = describe_dataset(config, processed)
+    config = dataclasses.replace(config, profile=config.profile.for_data(processed.info))
     data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
     return config, processed, data
+
+
+def data_name(processed, data_dir: str) -> str:
+    """A short name for result files: ml1m or beauty when recognised, else the data folder's name."""
+    known = processed.info.get("paper_dataset")
+    return known.replace("-", "") if known else Path(data_dir).name
 
 
 def machine() -> str:

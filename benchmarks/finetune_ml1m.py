@@ -4,7 +4,7 @@
 
 Builds the real inputs of notebook 04 on the real data: the 20% fine-tuning users,
 their SmolLM2 profiles, SASRec's candidates after each training prefix (the SASRec
-of benchmarks/sasrec_ml1m.py, reused from its checkpoint when present), the
+of benchmarks/sasrec.py, reused from its checkpoint when present), the
 *Recommend* + *Recommend_Retrieval* examples; then fine-tunes PALR_v2 with the
 profile's settings and records the times and losses in
 benchmarks/results/finetune_ml1m_cpu.json.
@@ -21,7 +21,7 @@ import numpy as np
 from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 
 from palr_utils.finetune import finetune, to_sft_dataset
-from palr_utils.instructions import build_instruction_examples
+from palr_utils.instructions import build_instruction_examples, profile_history
 from palr_utils.io import write_json
 from palr_utils.llm import load_llm
 from palr_utils.retrieval import SASRec, train
@@ -54,7 +54,7 @@ def main() -> None:
     started = time.perf_counter()
     tokenizer, model = load_llm(profile.llm)
     prompts = build_profile_prompts(
-        [data.train[u] for u in users],
+        [profile_history(data, u, profile.instructions) for u in users],  # the prefix only: no answer leaks
         processed.items,
         users,
         user_descriptions(processed.users),
@@ -65,7 +65,7 @@ def main() -> None:
         users,
         prompts,
         llm_profile_writer(tokenizer, model, profile.profile_max_new_tokens),
-        work / "profiles.jsonl",
+        work / "profiles_prefix.jsonl",
         profile.profile_batch_size,
     )
     profile_seconds = time.perf_counter() - started

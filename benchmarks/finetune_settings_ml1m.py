@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", default="../shared/data/ml-1m")
     parser.add_argument("--dataset", default="custom")
-    parser.add_argument("--profiles", default="artifacts/cpu/ml-1m-custom/profiles.jsonl")
+    parser.add_argument("--profiles", default="artifacts/cpu/ml-1m-custom/profiles_prefix.jsonl")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--last-layers", type=int, nargs="+", default=[10], help="adapted layer counts to time")
     parser.add_argument("--skip-all-layers", action="store_true", help="do not time adapters on every layer")

@@ -5,7 +5,7 @@
 Training quality within a time budget depends on how many epochs fit, so this measures the cost of one
 optimiser step (forward, backward, Adam; the profile's batch size and bf16 setting) for the profile's
 SASRec and for variants, on the same batches. It says nothing about quality: that is what
-benchmarks/sasrec_ml1m.py measures. Results go to benchmarks/results/sasrec_step_ml1m_cpu.json.
+benchmarks/sasrec.py measures. Results go to benchmarks/results/sasrec_step_ml1m_cpu.json.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ USERS_FILE = "users.parquet"
 METRICS_DIR = "metrics"
 
 DATASETS = ("ml-1m", "beauty", "custom", "synthetic")
+# How prompts speak of a catalogue's items (palr_utils.prompts.DOMAIN_WORDS); a custom data folder may declare
+# its own in dataset.json, e.g. {"domain": "book"}.
+DOMAINS = ("movie", "product", "book", "item")
 
 # The notebooks in teaching order; a stage names the one that produces its inputs.
 NOTEBOOKS = (

@@ -1,4 +1,4 @@
-"""Notebook 05's evaluation: the same users, the same candidates, six ways of ranking them.
+"""Notebook 05's evaluation: the same users, the same candidates, eight ways of ranking them.
 
 * ``sasrec``       - the retriever's own top 10;
 * ``shuffled``     - the candidates in the prompt's (random) order: chance, a floor for the re-rankers;
@@ -6,7 +6,11 @@
 * ``palr_v2``      - PALR_v2 generates from the *Recommend_Retrieval* prompt with the retriever's top candidates
                      (the paper: 50; the profile's ``rerank_candidates``);
 * ``palr_v2_fast`` - PALR_v2 scores every candidate's letter in one forward pass;
-* ``palr_v2_fast_calibrated`` - the same, minus each letter's mean log-probability over validation prompts.
+* ``palr_v2_fast_calibrated`` - the same, minus each letter's mean log-probability over validation prompts;
+* ``palr_rank``    - PALR-rank, trained to rank (palr_utils.ranking): one forward pass, letter log-probabilities;
+* ``palr_fused``   - the retriever's log-softmax plus w x PALR-rank's log-probabilities, w chosen on validation.
+
+Every method but the retriever gets a paired bootstrap interval of its NDCG@10 minus SASRec's on the same users.
 
 A held-out item missing from a method's final 10 is a miss; there is no blending with retriever metrics.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,18 +30,20 @@ from palr_utils.constants import ITEM, SPLIT, TEST, USER, VALID
 from palr_utils.finetune import adapter_fingerprint
 from palr_utils.instructions import shorten
 from palr_utils.llm import format_prompt, generate
-from palr_utils.metrics import ranking_metrics
-from palr_utils.prompts import CANDIDATE_LABELS, recommend_prompt, recommend_retrieval_prompt
+from palr_utils.metrics import ndcg_per_user, paired_bootstrap_ci, ranking_metrics
+from palr_utils.prompts import CANDIDATE_LABELS, rank_prompt, recommend_prompt, recommend_retrieval_prompt
+from palr_utils.ranking import fusion_scores
 from palr_utils.rerank import (
     backfill,
     calibrated_scores,
     label_token_ids,
+    letter_log_probs,
     letter_prior,
     letter_scores,
     match_answer,
     rank_in_list,
 )
-from palr_utils.retrieval.candidates import RANK
+from palr_utils.retrieval.candidates import RANK, SCORE
 from palr_utils.retrieval.sequences import SequenceData
 
 K = 10
@@ -54,6 +60,8 @@ class EvalCase:
     listed: list[int]  # the same candidates in the order the prompt lists them (shuffled, seeded)
     seen: set[int]
     keywords: list[str]
+    # the retriever's score of each candidate, in the order of ``listed`` (fusion adds them to the LLM's)
+    listed_scores: list[float] = field(default_factory=list)
 
 
 def build_cases(
@@ -67,6 +75,8 @@ def build_cases(
         raise ValueError(f"split must be {VALID!r} or {TEST!r}, not {split!r}")
     split_rows = candidates[candidates[SPLIT] == split].sort_values([USER, RANK])
     retrieved = {int(u): g[ITEM].astype(int).tolist()[:n_candidates] for u, g in split_rows.groupby(USER)}
+    scored = {int(u): dict(zip(g[ITEM].astype(int), g[SCORE].astype(float), strict=True))
+              for u, g in split_rows.groupby(USER)}  # fmt: skip
     missing = [int(u) for u in users if int(u) not in retrieved]
     if missing:
         raise ValueError(
@@ -78,10 +88,11 @@ def build_cases(
     for user in map(int, users):
         history = data.history(user, split)
         rng = np.random.default_rng([seed, 5, user])  # per user, so a resumed run lists the same order
+        listed = [int(i) for i in rng.permutation(retrieved[user])]
         cases.append(EvalCase(
             user=user, target=int(targets[user]), history=[int(i) for i in history[-n_history:]],
-            retrieved=retrieved[user], listed=[int(i) for i in rng.permutation(retrieved[user])],
-            seen=set(map(int, history)), keywords=list(keywords.get(user, [])),
+            retrieved=retrieved[user], listed=listed, seen=set(map(int, history)),
+            keywords=list(keywords.get(user, [])), listed_scores=[scored[user][i] for i in listed],
         ))  # fmt: skip
     return cases
 
@@ -104,6 +115,24 @@ class Reranker:
             [self.titles[i] for i in case.history], [self.titles[i] for i in case.listed], K, case.keywords,
             self.domain,
         ))  # fmt: skip
+
+    def rank_prompt(self, case: EvalCase) -> str:
+        return self._format(rank_prompt(
+            [self.titles[i] for i in case.history], [self.titles[i] for i in case.listed], case.keywords, self.domain
+        ))  # fmt: skip
+
+    def score_rank(self, cases: list[EvalCase]) -> list[dict]:
+        """PALR-rank: each case's candidates ranked by their letters' log-probabilities after the ranking prompt,
+        kept (in the listed order) so that fusion with the retriever needs no second pass."""
+        prompts = [self.rank_prompt(c) for c in cases]
+        rows = letter_scores(self.tokenizer, self.model, prompts, [len(c.listed) for c in cases])
+        records = []
+        for case, row in zip(cases, rows, strict=True):
+            log_probs = letter_log_probs(row)
+            order = [case.listed[j] for j in np.argsort(-log_probs, kind="stable")]
+            records.append({"final": order[:K], "rank": rank_in_list(case.target, order[:K]),
+                            "log_probs": [round(float(v), 6) for v in log_probs]})  # fmt: skip
+        return records
 
     def generate_v1(self, cases: list[EvalCase], max_new_tokens: int) -> list[dict]:
         outputs = generate(self.tokenizer, self.model, [self.v1_prompt(c) for c in cases], max_new_tokens)
@@ -218,6 +247,50 @@ def _fixed_order_records(cases: list[EvalCase], orders: list[list[int]]) -> pd.D
         {USER: c.user, "final": order[:K], "rank": rank_in_list(c.target, order[:K]), "seconds": 0.0}
         for c, order in zip(cases, orders, strict=True)
     ])  # fmt: skip
+
+
+def fused_records(cases: list[EvalCase], llm_records: pd.DataFrame, weight: float) -> pd.DataFrame:
+    """Rank each case by the retriever's log-softmax plus ``weight`` x the LLM's letter log-probabilities
+    (``llm_records`` from :meth:`Reranker.score_rank`, one row per case's user)."""
+    log_probs = llm_records.set_index(USER)["log_probs"]
+    orders = []
+    for case in cases:
+        scores = fusion_scores(np.asarray(case.listed_scores), np.asarray(log_probs[case.user]), weight)
+        orders.append([case.listed[j] for j in np.argsort(-scores, kind="stable")])
+    return _fixed_order_records(cases, orders)
+
+
+def choose_fusion_weight(
+    cases: list[EvalCase], llm_records: pd.DataFrame, weights: Sequence[float]
+) -> tuple[float, pd.DataFrame]:
+    """The weight with the best NDCG@10 on ``cases`` (use validation cases: never test), and the whole curve.
+    Ties go to the smaller weight: the retriever alone unless the LLM earns more."""
+    curve = pd.DataFrame([
+        {"weight": w, "ndcg@10": ranking_metrics(fused_records(cases, llm_records, w)["rank"].to_numpy())["ndcg@10"]}
+        for w in sorted(weights)
+    ])  # fmt: skip
+    best = curve.loc[curve["ndcg@10"].idxmax(), "weight"]
+    return float(best), curve
+
+
+def delta_intervals(
+    records: dict[str, pd.DataFrame], baseline: str = "sasrec", n_resamples: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """For every method but ``baseline``: the paired bootstrap 95% interval of its NDCG@10 minus the
+    baseline's, over the users both ranked (``M_ndcg@10_delta_ci_low`` / ``_high``)."""
+    base = records[baseline].set_index(USER)["rank"]
+    out = {}
+    for method, frame in records.items():
+        if method == baseline:
+            continue
+        ranks = frame.set_index(USER)["rank"]
+        users = ranks.index.intersection(base.index)
+        low, high = paired_bootstrap_ci(
+            ndcg_per_user(ranks.loc[users].to_numpy()), ndcg_per_user(base.loc[users].to_numpy()), n_resamples,
+            seed=seed,
+        )  # fmt: skip
+        out[f"{method}_ndcg@10_delta_ci_low"], out[f"{method}_ndcg@10_delta_ci_high"] = low, high
+    return out
 
 
 def summarize(method: str, records: pd.DataFrame) -> dict[str, float]:

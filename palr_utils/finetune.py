@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from palr_utils.llm import LLMSpec, format_prompt, quantization_config_4bit, res
 
 ADAPTER_DIR = "adapter"
 IDENTITY_FILE = "run_identity.json"
+HISTORY_FILE = "log_history.json"
 
 
 @dataclass
@@ -117,6 +120,17 @@ def _read_result(history_path: Path, adapter: Path) -> FinetuneResult:
     return FinetuneResult(pd.DataFrame(state["history"]), adapter, bool(state["quantized_4bit"]))
 
 
+def _finished_log(adapter: Path) -> Path | None:
+    """The training log of a finished run: inside the adapter folder (written with it in one rename), or beside
+    it where an older version put it; None when the run has not finished."""
+    if not (adapter / "adapter_config.json").exists():
+        return None
+    for path in (adapter / HISTORY_FILE, adapter.parent / HISTORY_FILE):
+        if path.exists():
+            return path
+    return None
+
+
 def _has_4bit_layers(model) -> bool:
     """True when bitsandbytes replaced the model's linear layers by 4-bit ones."""
     from bitsandbytes.nn import Linear4bit
@@ -140,16 +154,19 @@ def adapter_fingerprint(adapter_dir: str | Path) -> str:
     return hashlib.sha256(weights[0].read_bytes()).hexdigest()
 
 
-def run_identity(llm: LLMSpec, spec: FinetuneSpec, dataset, seed: int) -> dict:
+def run_identity(llm: LLMSpec, spec: FinetuneSpec, dataset, seed: int, objective: dict | None = None) -> dict:
     """What a checkpoint must share with the run that resumes it.
 
     How long to train (epochs, steps, time budget) and how often to save are left out: a run may be
-    resumed to train longer.
+    resumed to train longer. ``objective`` names a loss other than the language-modelling one.
     """
     resumable = {"epochs", "max_steps", "max_minutes", "save_steps"}
     settings = {k: v for k, v in dataclasses.asdict(spec).items() if k not in resumable}
-    return {"model": llm.name, "load_in_4bit": llm.load_in_4bit, "finetune": settings, "seed": seed,
-            "n_examples": len(dataset), "examples_sha256": dataset_fingerprint(dataset)}  # fmt: skip
+    identity = {"model": llm.name, "load_in_4bit": llm.load_in_4bit, "finetune": settings, "seed": seed,
+                "n_examples": len(dataset), "examples_sha256": dataset_fingerprint(dataset)}  # fmt: skip
+    if objective:  # absent for the usual loss, so runs recorded before this option stay valid
+        identity["objective"] = objective
+    return identity
 
 
 def _last_checkpoint(output_dir: Path) -> str | None:
@@ -158,14 +175,17 @@ def _last_checkpoint(output_dir: Path) -> str | None:
 
 
 def finetune(
-    llm: LLMSpec, tokenizer, dataset, output_dir: str | Path, spec: FinetuneSpec, seed: int = 42
-) -> FinetuneResult:
+    llm: LLMSpec, tokenizer, dataset, output_dir: str | Path, spec: FinetuneSpec, seed: int = 42,
+    trainer_class=None, trainer_kwargs: dict | None = None,
+) -> FinetuneResult:  # fmt: skip
     """Train a LoRA adapter on ``dataset``; returns its logged history and where the adapter is.
 
     The model is passed to SFTTrainer by path or id, so that with ``llm.load_in_4bit``
     SFTTrainer itself loads it in 4-bit NF4 (QLoRA). An existing finished adapter is reused, and an
     interrupted run resumed, only when model, settings and examples are the ones they were made with
-    (otherwise :class:`~palr_utils.io.StaleArtifactError` says which differ).
+    (otherwise :class:`~palr_utils.io.StaleArtifactError` says which differ). ``trainer_class`` (a subclass
+    of SFTTrainer with another loss, e.g. ``ranking.listwise_trainer_class()``) and its extra
+    ``trainer_kwargs`` (JSON values) become part of that identity.
     """
     import torch
     from transformers import AutoConfig
@@ -173,11 +193,17 @@ def finetune(
 
     output_dir = Path(output_dir)
     adapter = output_dir / ADAPTER_DIR
-    history_path = output_dir / "log_history.json"
     output_dir.mkdir(parents=True, exist_ok=True)
-    ensure_identity(output_dir / IDENTITY_FILE, run_identity(llm, spec, dataset, seed), output_dir)
-    if (adapter / "adapter_config.json").exists() and history_path.exists():
-        return _read_result(history_path, adapter)
+    trainer_kwargs = trainer_kwargs or {}
+    objective = {"trainer": trainer_class.__name__, **trainer_kwargs} if trainer_class else None
+    ensure_identity(output_dir / IDENTITY_FILE, run_identity(llm, spec, dataset, seed, objective), output_dir)
+    if (finished := _finished_log(adapter)) is not None:
+        return _read_result(finished, adapter)
+    if adapter.exists():  # an older version's kill between saving the adapter and its log: train to the end again
+        warnings.warn(
+            f"{adapter} has no training log (an interrupted run); resuming from the last checkpoint.", stacklevel=2
+        )
+        shutil.rmtree(adapter)
 
     dtype = resolve_dtype(llm)
     config = SFTConfig(
@@ -202,7 +228,8 @@ def finetune(
     model_path = resolve_model_path(llm.name)
     # the model's depth is needed only to place adapters on its last layers
     n_layers = AutoConfig.from_pretrained(model_path).num_hidden_layers if spec.lora_last_layers else None
-    trainer = SFTTrainer(
+    trainer = (trainer_class or SFTTrainer)(
+        **trainer_kwargs,
         model=model_path,
         args=config,
         train_dataset=dataset,
@@ -214,9 +241,10 @@ def finetune(
     quantized = _has_4bit_layers(trainer.model)
     trainer.train(resume_from_checkpoint=_last_checkpoint(output_dir))
     if trainer.is_world_process_zero():  # under accelerate launch, one process writes
+        history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row])
+        # weights and log land together in one rename: a kill leaves either both or neither
         with atomic_path(adapter) as tmp:
             trainer.model.save_pretrained(tmp)
-        history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row])
-        write_json({"history": history.to_dict(orient="records"), "quantized_4bit": quantized}, history_path)
+            write_json({"history": history.to_dict(orient="records"), "quantized_4bit": quantized}, tmp / HISTORY_FILE)
     trainer.accelerator.wait_for_everyone()
-    return _read_result(history_path, adapter)
+    return _read_result(adapter / HISTORY_FILE, adapter)

@@ -12,17 +12,22 @@ The paper's two techniques are here too:
   ranked by how many such paths reach them;
 * **random swaps** - an item of the shown history and an item of the label trade
   places, so the model does not learn that labels are always the very latest items.
+
+Profiles in the prompts of fine-tuning users are written from the prefix alone (``profile_history``), and
+a keyword that names one of the example's answers is dropped: no text in a prompt gives an answer away.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import pandas as pd
+from rapidfuzz import fuzz, utils
 from scipy import sparse
 
 from palr_utils.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, TRAIN, USER
@@ -31,6 +36,8 @@ from palr_utils.retrieval.candidates import training_prefix
 from palr_utils.retrieval.sequences import SequenceData
 
 RECOMMEND, RECOMMEND_RETRIEVAL = "recommend", "recommend_retrieval"
+TITLE_MATCH = 88.0  # rapidfuzz ratio out of 100 from which a keyword counts as naming a title
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,34 @@ def swap_history_and_label(history: list[int], label: list[int], rng: np.random.
     i, j = int(rng.integers(len(history))), int(rng.integers(len(label)))
     history[i], label[j] = label[j], history[i]
     return history, label
+
+
+def profile_history(data: SequenceData, user: int, spec: InstructionSpec) -> np.ndarray:
+    """The history a fine-tuning user's profile may be written from: the prefix their examples show.
+
+    A profile written from the whole training history would name the items that follow the prefix, which
+    are the examples' answers; the model would learn to copy answers out of the preferences line, and at
+    test time that line names only items already seen (notebook 02 writes these profiles apart).
+    """
+    return training_prefix(data.train[user], spec.n_targets)[0]
+
+
+def _names_an_answer(keyword: str, answer_titles: Sequence[str]) -> bool:
+    """Whether a profile keyword is one of the answers' titles (with or without its year), as far as rapidfuzz
+    can tell: 'burning lighthouse' names 'Burning Lighthouse (1995)'."""
+    keyword = utils.default_process(keyword)
+    for title in answer_titles:
+        for form in {title, _YEAR.sub("", title)}:
+            form = utils.default_process(form)
+            if keyword and (keyword == form or fuzz.ratio(keyword, form) >= TITLE_MATCH or form in keyword):
+                return True
+    return False
+
+
+def keywords_without_answers(keywords: Sequence[str], answer_titles: Sequence[str]) -> list[str]:
+    """Drop profile keywords that name an answer. Profiles come from the prefix, but the random swap moves a
+    prefix item into the answers; its title must not stand in the prompt as a preference then."""
+    return [k for k in keywords if not _names_an_answer(k, answer_titles)]
 
 
 def completion(titles: Sequence[str]) -> str:
@@ -181,14 +216,14 @@ def build_instruction_examples(
         # One random stream per user and task: a user's examples do not depend on which other users are
         # sampled, and changing the Recommend_Retrieval settings leaves the Recommend examples as they were.
         rng = np.random.default_rng([seed, 4, user])
-        prefix, following = training_prefix(data.train[user], spec.n_targets)
+        prefix, following = training_prefix(data.train[user], spec.n_targets)  # as profile_history cuts it
         held_out = {int(data.valid[user]), int(data.test[user])}
         seen = set(map(int, data.train[user]))
         label = enrich_targets(list(map(int, following)), graph, user, spec.n_targets, seen | held_out)
         history = list(map(int, prefix[-spec.n_history :]))
         if rng.random() < spec.swap_probability:
             history, label = swap_history_and_label(history, label, rng)
-        keywords = profiles.get(user, [])
+        keywords = keywords_without_answers(profiles.get(user, []), [titles[i] for i in label])
         answer = completion([titles[i] for i in label])
         prompt, shown = fit(partial(recommend_prompt, n=len(label), keywords=keywords, domain=domain), history, answer)
         examples.append({
@@ -209,7 +244,7 @@ def build_instruction_examples(
                 recommend_retrieval_prompt,
                 candidate_titles=listed_titles,
                 n=len(answers),
-                keywords=keywords,
+                keywords=keywords_without_answers(keywords, [titles[i] for i in answers]),
                 domain=domain,
             )
             labelled_answer = labelled_completion(answers, listed, titles)

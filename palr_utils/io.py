@@ -26,7 +26,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
 
     On any exception the temporary file or folder is removed and ``target`` is
-    untouched. Works for files and for folders (a folder target must not exist).
+    untouched. Works for files and for folders; an existing folder is replaced (moved aside,
+    then deleted: a kill in between leaves the old folder under a hidden name, never a mix).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,13 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp.unlink()  # the caller creates it, as a file or as a folder
     try:
         yield tmp
-        os.replace(tmp, target)
+        if tmp.is_dir() and target.is_dir():
+            old = target.with_name(f".{target.name}.replaced-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

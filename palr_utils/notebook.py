@@ -6,7 +6,38 @@ import random
 
 import numpy as np
 
+from palr_utils.io import StaleArtifactError, write_json
 from palr_utils.profiles import RunConfig, resolve_config
+
+DATA_SOURCE_FILE = "data_source.json"
+
+
+def data_source(config: RunConfig) -> dict:
+    """Which data an artifact folder's results come from: the folder of custom data, the seed of synthetic data
+    (verified downloads are the same data wherever they are cached)."""
+    source: dict = {"dataset": config.dataset}
+    if config.dataset == "custom":
+        source["data_dir"] = str(config.data_dir)
+    if config.dataset == "synthetic":
+        source["seed"] = config.seed
+    return source
+
+
+def claim_artifact_dir(config: RunConfig) -> None:
+    """Record which data the artifact folder belongs to, or refuse a folder that holds another data set's results.
+
+    Caches and checkpoints check their own inputs too; this check names the real cause at the first cell.
+    """
+    import json
+
+    path = config.artifact_dir / DATA_SOURCE_FILE
+    wanted = data_source(config)
+    if path.exists() and (stored := json.loads(path.read_text())) != wanted:
+        raise StaleArtifactError(
+            f"{config.artifact_dir} holds results of other data ({stored}), not of {wanted}. Use another "
+            "ARTIFACT_DIR (or leave it empty: the default folder is named after the data), or delete the folder."
+        )
+    write_json(wanted, path)
 
 
 def seed_everything(seed: int) -> None:
@@ -20,7 +51,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_notebook(profile: str, dataset: str, data_dir: str, artifact_dir: str, seed: int) -> RunConfig:
+def setup_notebook(profile: str, dataset: str, data_dir: str, artifact_dir: str, seed: object) -> RunConfig:
     """Resolve a notebook's parameters cell into a config, seed everything and print the plan."""
     import seaborn as sns
 
@@ -28,6 +59,7 @@ def setup_notebook(profile: str, dataset: str, data_dir: str, artifact_dir: str,
     seed_everything(config.seed)
     sns.set_theme(style="whitegrid", context="notebook")
     config.artifact_dir.mkdir(parents=True, exist_ok=True)
+    claim_artifact_dir(config)
     print(f"profile   : {config.profile.name} ({config.profile.description})")
     print(f"dataset   : {config.dataset}")
     print(f"data dir  : {config.data_dir}")

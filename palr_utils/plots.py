@@ -65,6 +65,21 @@ def plot_model_comparison(results: pd.DataFrame, metric: str = "test_ndcg@10") -
     return ax
 
 
+def plot_recall_at_k(recall: dict[int, float], reranked: int | None = None) -> plt.Axes:
+    """Recall@K of the exported candidates: the share of test items a re-ranker of the top K could still find."""
+    ks, values = list(recall), list(recall.values())
+    ax = plt.subplots(figsize=(6, 3.5))[1]
+    sns.lineplot(x=ks, y=values, marker="o", ax=ax)
+    for k, value in recall.items():
+        ax.annotate(f"{value:.3f}", (k, value), textcoords="offset points", xytext=(0, 6), ha="center")
+    if reranked is not None:
+        ax.axvline(reranked, color="grey", linestyle="--", label=f"PALR re-ranks the top {reranked}")
+        ax.legend(loc="lower right")
+    ax.set(xlabel="K (candidates kept)", ylabel="Recall@K (test)", xticks=ks, ylim=(0, max(values) * 1.2),
+           title=f"Any re-ranker of the top {ks[-1]} misses {1 - values[-1]:.0%} of test items")  # fmt: skip
+    return ax
+
+
 def plot_top_keywords(keyword_lists: pd.Series, n: int = 15) -> plt.Axes:
     """The ``n`` most frequent profile keywords across users."""
     counts = keyword_lists.explode().dropna().value_counts().head(n)

@@ -10,12 +10,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from palr_utils.constants import DOMAINS
+
 PROFILE_SYSTEM = "You are a helpful assistant that describes a person's taste in a few short keywords."
 # The answer is started for the model: small models otherwise tend to repeat the prompt.
 PROFILE_ANSWER_PREFIX = "Keywords:"
 
-_VERBS = {"movie": ("watched", "movies"), "product": ("bought", "products")}
-_HISTORY_WORDS = {"movie": ("watching", "movies", "watched"), "product": ("purchase", "products", "bought")}
+# How each kind of catalogue is spoken of: (past verb, plural noun, history noun, attribute noun).
+DOMAIN_WORDS = {
+    "movie": ("watched", "movies", "watching", "genres"),
+    "product": ("bought", "products", "purchase", "categories"),
+    "book": ("read", "books", "reading", "genres"),
+    "item": ("chose", "items", "interaction", "categories"),
+}
+assert tuple(DOMAIN_WORDS) == DOMAINS, "every domain needs its words"
+_VERBS = {domain: (verb, noun) for domain, (verb, noun, _, _) in DOMAIN_WORDS.items()}
+_HISTORY_WORDS = {domain: (history, noun, verb) for domain, (verb, noun, history, _) in DOMAIN_WORDS.items()}
 # Candidates are listed as "A. title", "B. title", ...: the model answers with letters and titles,
 # and the letter of its first answer is one token whose logits can rank all candidates at once.
 CANDIDATE_LABELS = [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
@@ -48,7 +58,7 @@ def profile_prompt(
     favourite = top_attributes(attribute_lists)
     parts = [f"A user {verb} these {noun}, oldest first:", *lines]
     if favourite:
-        parts.append(f"Their most frequent genres: {', '.join(favourite)}.")
+        parts.append(f"Their most frequent {DOMAIN_WORDS[domain][3]}: {', '.join(favourite)}.")
     if user_info:
         parts.append(f"About the user: {user_info}.")
     parts.append(f"What kinds of {noun} does this user like? Reply with 3 to 5 keywords, separated by commas.")
@@ -97,4 +107,23 @@ def recommend_retrieval_prompt(
         f"From the candidates only, recommend {n} {noun} the user is likely to have {verb} next, "
         "one per line with its letter."
     )
+    return "\n".join(lines)
+
+
+def rank_prompt(
+    history_titles: Sequence[str], candidate_titles: Sequence[str], keywords: Sequence[str] = (), domain: str = "movie"
+) -> str:
+    """The ranking instruction of PALR-rank (palr_utils.ranking): one letter answers it, and the logits of the
+    candidates' letters at that answer rank the whole list."""
+    noun_history, noun, verb = _HISTORY_WORDS[domain]
+    if len(candidate_titles) > len(CANDIDATE_LABELS):
+        raise ValueError(f"at most {len(CANDIDATE_LABELS)} candidates can be labelled, not {len(candidate_titles)}")
+    lines = [f"The user's {noun_history} history, oldest first:"]
+    lines += [f"- {t}" for t in history_titles]
+    if keywords:
+        lines.append(f"The user's preferences: {', '.join(keywords)}.")
+    lines.append(f"Candidate {noun}:")
+    lines += [f"{label}. {t}" for label, t in zip(CANDIDATE_LABELS, candidate_titles, strict=False)]
+    singular = noun[:-1]
+    lines.append(f"Which candidate {singular} is the user most likely to have {verb} next? Answer with its letter.")
     return "\n".join(lines)

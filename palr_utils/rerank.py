@@ -43,10 +43,29 @@ class ParsedList:
     n_seen: int = 0  # lines that named an item the user has already seen
 
 
+# MovieLens writes a leading article last ("Godfather, The (1972)", "Misérables, Les (1995)"); people and models
+# write it first. These are the articles that occur so in MovieLens-1M's titles.
+_TRAILING_ARTICLE = re.compile(
+    r"^(?P<body>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|Los|Las|El|Das|Der|Die|Det|Den)(?P<year>\s*\(\d{4}\))?$"
+)
+
+
+def article_first(title: str) -> str:
+    """'Godfather, The (1972)' -> 'The Godfather (1972)'; "Appartement, L' (1996)" -> "L'Appartement (1996)";
+    other titles unchanged."""
+    match = _TRAILING_ARTICLE.match(title)
+    if not match:
+        return title
+    separator = "" if match["article"].endswith("'") else " "
+    return f"{match['article']}{separator}{match['body']}{match['year'] or ''}"
+
+
 @functools.cache
 def _title_variants(title: str) -> tuple[str, ...]:
-    """The title, and the title without its year; cached because PALR_v1 matches against the whole catalogue."""
-    return tuple(dict.fromkeys((title, _YEAR.sub("", title))))
+    """The title with and without its year, each also with a trailing article moved to the front; cached
+    because PALR_v1 matches against the whole catalogue."""
+    forms = (title, _YEAR.sub("", title))
+    return tuple(dict.fromkeys([*forms, *(article_first(form) for form in forms)]))
 
 
 def answer_lines(text: str) -> list[tuple[str | None, str]]:

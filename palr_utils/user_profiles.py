@@ -42,7 +42,8 @@ def parse_keywords(text: str) -> list[str]:
         piece = _BULLET.sub("", piece)
         piece = _LEAD_IN.sub("", piece)
         piece = piece.strip().strip("\"'`*.!?()[]").strip().lower()
-        if not piece or len(piece.split()) > MAX_KEYWORD_WORDS or not re.search(r"[a-z]", piece):
+        # any script's letters count: a keyword in Cyrillic or CJK is a keyword, a bare number or symbol is not
+        if not piece or len(piece.split()) > MAX_KEYWORD_WORDS or not any(ch.isalpha() for ch in piece):
             continue
         if _ECHO.search(piece):  # a title or a prompt line repeated back, not a preference
             continue
@@ -63,16 +64,23 @@ def generate_profiles(
     generate_batch: Callable[[list[str]], list[str]],
     cache_path: str | Path,
     batch_size: int = 16,
+    identity: dict | None = None,
 ) -> pd.DataFrame:
     """Generate (or resume) profiles for ``users``; ``generate_batch`` maps prompts to model outputs.
 
-    Returns the cached profiles of exactly ``users`` (in their order).
+    Returns the cached profiles of exactly ``users`` (in their order). The cache is reused only for what
+    wrote it: ``identity`` (model and decoding; by default ``generate_batch.identity``, which
+    :func:`llm_profile_writer` sets) is kept beside it, and each profile keeps a fingerprint of its prompt,
+    so a changed prompt, history or seed is refused with a message instead of returning old keywords.
     """
 
     def work(batch: list[str]) -> list[dict]:
         return [{KEYWORDS: parse_keywords(text), RAW: text} for text in generate_batch(batch)]
 
-    profiles = resumable_map(users, prompts, work, cache_path, USER, batch_size, desc="profiles")
+    identity = identity if identity is not None else getattr(generate_batch, "identity", None)
+    profiles = resumable_map(
+        users, prompts, work, cache_path, USER, batch_size, desc="profiles", identity=identity, check_inputs=True
+    )
     return profiles.reindex(columns=[USER, KEYWORDS, RAW, SECONDS])
 
 
@@ -108,9 +116,19 @@ def build_profile_prompts(
 
 
 def llm_profile_writer(tokenizer, model, max_new_tokens: int = 32) -> Callable[[list[str]], list[str]]:
-    """A ``generate_batch`` for :func:`generate_profiles`: chat-formats each prompt and generates greedily."""
+    """A ``generate_batch`` for :func:`generate_profiles`: chat-formats each prompt and generates greedily.
+
+    Its ``identity`` (the model, the system prompt, the answer prefix, the decoding) guards the profile cache.
+    """
     def write(prompts: list[str]) -> list[str]:
         formatted = [format_prompt(tokenizer, p, PROFILE_SYSTEM, PROFILE_ANSWER_PREFIX) for p in prompts]
         return generate(tokenizer, model, formatted, max_new_tokens)
 
+    write.identity = {
+        "model": str(getattr(model.config, "_name_or_path", type(model).__name__)),
+        "system": PROFILE_SYSTEM,
+        "answer_prefix": PROFILE_ANSWER_PREFIX,
+        "decoding": "greedy",
+        "max_new_tokens": max_new_tokens,
+    }
     return write

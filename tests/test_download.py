@@ -72,14 +72,16 @@ def test_corrupted_cache_is_replaced_by_a_fresh_download(server, tmp_path):
     assert fetch(remote, cache, progressbar=False).read_bytes() == b"real data"
 
 
-def test_offline_error_names_the_way_out_and_keeps_no_corrupt_file(tmp_path):
+def test_offline_error_names_the_way_out_and_moves_the_corrupt_file_aside(tmp_path):
     remote = RemoteFile(f"http://127.0.0.1:{_closed_port()}/ml-1m.zip", "ml-1m.zip", "0" * 64)
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "ml-1m.zip").write_bytes(b"half a zip")
     with pytest.raises(DownloadError, match=r"(?s)Could not download.*DATA_DIR.*custom"):
         fetch(remote, cache, progressbar=False)
-    assert _cache_files(cache) == []
+    # nothing under the expected name can be read by mistake, and the user's own file is not lost
+    assert _cache_files(cache) == ["ml-1m.zip.failed-checksum"]
+    assert (cache / "ml-1m.zip.failed-checksum").read_bytes() == b"half a zip"
 
 
 def test_unpublished_checksum_checks_gzip_then_pins_the_hash(server, tmp_path):

@@ -69,8 +69,7 @@ def test_finished_run_is_reused_and_interrupted_run_resumes(tiny_llama, tokenize
     # Simulate an interruption after step 2 of 4: remove the finished adapter, keep the checkpoints.
     import shutil
 
-    shutil.rmtree(first.adapter_dir)
-    (tmp_path / "log_history.json").unlink()
+    shutil.rmtree(first.adapter_dir)  # the training log lives inside it
     from trl import SFTTrainer
 
     resumed_from = []
@@ -87,6 +86,20 @@ def test_finished_run_is_reused_and_interrupted_run_resumes(tiny_llama, tokenize
     assert resumed.history["step"].tolist() == [1, 2, 3, 4]
     # steps 1-2 are the logged values restored from the checkpoint, not a rerun
     pd.testing.assert_frame_equal(resumed.history.iloc[:2], first.history)
+
+
+def test_an_adapter_without_its_log_is_finished_again_not_a_dead_end(tiny_llama, tokenizer, tmp_path):
+    """An older version saved the adapter and its log in two writes; a kill between them must not need hand
+    deletion (it used to fail on every rerun with 'Directory not empty')."""
+    spec = FinetuneSpec(max_steps=2, batch_size=4, max_length=128, save_steps=1)
+    llm, dataset = LLMSpec(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
+    first = finetune(llm, tokenizer, dataset, tmp_path, spec)
+    assert (first.adapter_dir / "log_history.json").exists()  # saved with the weights, in one rename
+    (first.adapter_dir / "log_history.json").unlink()
+    with pytest.warns(UserWarning, match="no training log"):
+        again = finetune(llm, tokenizer, dataset, tmp_path, spec)
+    assert again.history["step"].tolist() == [1, 2]
+    assert (again.adapter_dir / "adapter_config.json").exists()
 
 
 def test_time_budget_stops_training_early_and_still_saves(tiny_llama, tokenizer, tmp_path):

@@ -12,6 +12,8 @@ from palr_utils.instructions import (
     TrainingGraph,
     build_instruction_examples,
     enrich_targets,
+    keywords_without_answers,
+    profile_history,
     shorten,
     swap_history_and_label,
 )
@@ -158,3 +160,32 @@ def test_recommend_answers_are_numbered_lists_that_the_evaluation_parser_reads_b
     assert example["completion"].splitlines()[0] == f"1. {expected[0]}"  # one certain first token: "1"
     assert [title for _, title in answer_lines(example["completion"])] == expected
     assert "as a numbered list" in example["prompt"]
+
+
+def test_no_answer_title_stands_in_a_prompt_even_through_the_profile(synthetic):
+    """The leak notebook 04 once showed: profiles written from the whole training history named the answers.
+
+    Here every profile lists the titles of the history it was written from (the worst a model can do), the
+    swap is frequent, and no text of any prompt may name one of its example's answers."""
+    processed, data = synthetic
+    users = finetune_users(data.n_users, 0.5, seed=1)
+    spec = InstructionSpec(n_history=8, n_targets=5, n_candidates=12, n_retrieval_targets=2, swap_probability=0.9)
+    titles = processed.items.set_index(ITEM)[TITLE]
+    echoing = {u: [titles[i].lower() for i in profile_history(data, u, spec)[-20:]] for u in users}
+    candidates = pd.DataFrame({USER: np.repeat(users, 3), SPLIT: "train", ITEM: np.tile([1, 2, 3], len(users))})
+    examples = build_instruction_examples(data, processed.items, users, spec, 2, echoing, candidates)
+    for _, example in examples.iterrows():
+        preferences = [line for line in example["prompt"].splitlines() if line.startswith("The user's preferences")]
+        answer_titles = {titles[i].lower() for i in example["label"]}
+        shown = " ".join(preferences).lower()
+        assert not {t for t in answer_titles if t in shown}, (example[USER], example["task"])
+    # the profile of a fine-tuning user reads the prefix only: none of the items after it
+    for user in users:
+        assert len(profile_history(data, user, spec)) == max(1, len(data.train[user]) - spec.n_targets)
+
+
+def test_keywords_naming_an_answer_are_dropped_and_others_kept():
+    kept = keywords_without_answers(
+        ["burning lighthouse", "comedy", "Burning Lighthouse (1995)", "90s drama"], ["Burning Lighthouse (1995)"]
+    )
+    assert kept == ["comedy", "90s drama"]

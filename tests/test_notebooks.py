@@ -64,13 +64,14 @@ def test_02_profiles_written_by_the_real_model(tiny_run):
     metrics = read_metrics(tiny_run, "02_user_profiles")
     n_users = read_metrics(tiny_run, "01_preprocessing")["n_users"]
     tiny = PROFILES["tiny"]
-    needed = set(finetune_users(n_users, tiny.finetune_fraction, 42)) | set(
-        evaluation_users(n_users, tiny.n_eval_users, 42)
-    )
-    assert metrics["n_profiles"] == len(needed)
-    profiles = read_profiles(tiny_run / "profiles.jsonl")
-    assert set(profiles["user"]) == needed
-    assert metrics["empty_profile_rate"] == pytest.approx((profiles["keywords"].map(len) == 0).mean())
+    tuned = set(finetune_users(n_users, tiny.finetune_fraction, 42))
+    evaluated = set(evaluation_users(n_users, tiny.n_eval_users, 42))
+    assert metrics["n_profiles"] == len(tuned) + len(evaluated)
+    profiles = read_profiles(tiny_run / "profiles.jsonl")  # evaluation users: from the whole training history
+    prefix_profiles = read_profiles(tiny_run / "profiles_prefix.jsonl")  # fine-tuning users: from the prefix
+    assert set(profiles["user"]) == evaluated and set(prefix_profiles["user"]) == tuned
+    every = list(profiles["keywords"]) + list(prefix_profiles["keywords"])
+    assert metrics["empty_profile_rate"] == pytest.approx(sum(len(k) == 0 for k in every) / len(every))
     assert metrics["empty_profile_rate"] < 0.5  # most outputs yield keywords
     assert metrics["seconds_per_profile"] > 0
 

@@ -75,7 +75,8 @@ def _beauty_files(folder, extra_meta=()):
 
 def test_beauty_items_read_asin_with_title_and_categories(tmp_path):
     _beauty_files(tmp_path)
-    raw = load_beauty(tmp_path)
+    with pytest.warns(UserWarning, match=r"1 reviewed product\(s\) have no entry.*\['B003'\]"):
+        raw = load_beauty(tmp_path)
     assert raw.interactions[USER].tolist() == ["U1", "U1", "U2"]
     assert raw.interactions[TIMESTAMP].dtype == "int64"
     items = raw.items.set_index(ITEM)
@@ -137,7 +138,7 @@ def test_custom_reads_gzipped_interactions(tmp_path):
         ("user\titem\ttimestamp\nu1\t2\t5\n", r"lacks the column\(s\) \['user_id', 'item_id'\]"),
         ("user_id\titem_id\ttimestamp\nu1\t2\tyesterday\n", "numeric timestamp.*line 2.*Fix these lines"),
         ("user_id\titem_id\ttimestamp\nu1\t\t5\n", "line 2"),
-        ("user_id\titem_id\ttimestamp\nu1\t99\t5\n", "missing from items.tsv"),
+        ("user_id\titem_id\ttimestamp\nu1\t99\t5\n", "None of the 1 items.*has a title"),
     ],
 )
 def test_custom_bad_input_says_what_is_wrong(tmp_path, interactions, message):

@@ -11,28 +11,32 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from palr_utils.constants import ATTRIBUTES, INTERACTIONS_FILE, ITEMS_FILE, USERS_FILE
+from palr_utils.constants import ATTRIBUTES, DOMAINS, INTERACTIONS_FILE, ITEMS_FILE, USERS_FILE
 from palr_utils.data.beauty import META_FILE, REVIEWS_FILE, load_beauty
-from palr_utils.data.custom import load_custom
-from palr_utils.data.download import BEAUTY_META, BEAUTY_REVIEWS, ML_1M_ZIP, DownloadError, fetch
-from palr_utils.data.movielens import find_movielens_folder, load_movielens
+from palr_utils.data.custom import MISSING_TITLE_POLICIES, load_custom
+from palr_utils.data.download import BEAUTY_META, BEAUTY_REVIEWS, ML_1M_ZIP, DownloadError, fetch, sha256_of
+from palr_utils.data.movielens import ML_1M_RECORDS, find_movielens_folder, load_movielens
 from palr_utils.data.preprocessing import ProcessedDataset, preprocess
 from palr_utils.data.schema import DataFormatError, RawDataset
 from palr_utils.data.synthetic import write_synthetic
-from palr_utils.io import atomic_path, require_artifacts, write_parquet
+from palr_utils.io import atomic_path, require_artifacts, write_json, write_parquet
+from palr_utils.paper import paper_dataset
 from palr_utils.profiles import RunConfig, SyntheticSpec
 
 __all__ = [
     "DataFormatError",
     "DownloadError",
+    "MISSING_TITLE_POLICIES",
     "ProcessedDataset",
     "RawDataset",
+    "describe_dataset",
     "load_processed",
     "load_raw_dataset",
     "preprocess",
@@ -41,8 +45,11 @@ __all__ = [
 ]
 
 
+UNPACKED_MANIFEST = "unpacked_from_verified_zip.json"
+
+
 def _unzip_movielens(archive: Path, data_dir: Path) -> Path:
-    """Unpack ml-1m.zip into DATA_DIR/ml-1m as one atomic rename."""
+    """Unpack ml-1m.zip into DATA_DIR/ml-1m as one atomic rename, with the SHA-256 of every file it holds."""
     target = data_dir / "ml-1m"
     try:
         with zipfile.ZipFile(archive) as bundle, atomic_path(target) as tmp:
@@ -52,9 +59,42 @@ def _unzip_movielens(archive: Path, data_dir: Path) -> Path:
                 for path in inner.iterdir():
                     path.rename(tmp / path.name)
                 inner.rmdir()
+            hashes = {p.name: sha256_of(p) for p in sorted(tmp.iterdir()) if p.suffix == ".dat"}
+            write_json({"archive": archive.name, "sha256": hashes}, tmp / UNPACKED_MANIFEST)
     except zipfile.BadZipFile as error:
         raise DownloadError(f"{archive} is not a valid zip file: delete it and run again.") from error
     return target
+
+
+def _check_movielens_folder(folder: Path, raw: RawDataset) -> None:
+    """Make sure an unpacked ``ml-1m`` folder is the complete MovieLens-1M.
+
+    A folder this code unpacked from the checksum-verified zip carries the hash of each file, checked again
+    here; any other folder (unpacked by hand) must hold exactly MovieLens-1M's published record counts. A
+    ``ratings.dat`` cut at a line boundary, or other data in MovieLens' format, is refused rather than used.
+    """
+    manifest = folder / UNPACKED_MANIFEST
+    if manifest.exists():
+        expected = json.loads(manifest.read_text())["sha256"]
+        changed = [name for name, digest in expected.items() if sha256_of(folder / name) != digest]
+        if changed:
+            raise DataFormatError(
+                f"{', '.join(changed)} in {folder} changed since they were unpacked from the verified zip. "
+                f"Delete {folder} (the zip next to it is unpacked again)."
+            )
+        return
+    counts = {"ratings.dat": len(raw.interactions), "movies.dat": len(raw.items)}
+    if raw.users is not None:
+        counts["users.dat"] = len(raw.users)
+    wrong = {name: n for name, n in counts.items() if n != ML_1M_RECORDS[name]}
+    if wrong:
+        found = ", ".join(f"{name} has {n:,} records, MovieLens-1M {ML_1M_RECORDS[name]:,}"
+                          for name, n in wrong.items())
+        raise DataFormatError(
+            f"{folder} is not the complete MovieLens-1M ({found}): a file was cut short, or this is other data in "
+            f"MovieLens' format. Delete the folder to download MovieLens-1M again, or use DATASET='custom' for "
+            "other data (data/README.md)."
+        )
 
 
 def synthetic_folder(data_dir: str | Path, spec: SyntheticSpec, seed: int) -> Path:
@@ -63,8 +103,11 @@ def synthetic_folder(data_dir: str | Path, spec: SyntheticSpec, seed: int) -> Pa
     return Path(data_dir) / f"synthetic-seed{seed}-{digest}"
 
 
-def load_raw_dataset(config: RunConfig) -> RawDataset:
-    """Parse the data set that ``config`` names, downloading or generating it if needed."""
+def load_raw_dataset(config: RunConfig, missing_titles: str = "placeholder") -> RawDataset:
+    """Parse the data set that ``config`` names, downloading or generating it if needed.
+
+    ``missing_titles`` says what happens to custom data's items without a title (:data:`MISSING_TITLE_POLICIES`).
+    """
     data_dir = config.data_dir
     if config.dataset == "synthetic":
         folder = write_synthetic(
@@ -74,12 +117,14 @@ def load_raw_dataset(config: RunConfig) -> RawDataset:
         )
         return load_movielens(folder, name="synthetic")
     if config.dataset == "custom":
-        return load_custom(data_dir)
+        return load_custom(data_dir, missing_titles)
     if config.dataset == "ml-1m":
         folder = find_movielens_folder(data_dir)
         if folder is None:
             folder = _unzip_movielens(fetch(ML_1M_ZIP, data_dir), data_dir)
-        return load_movielens(folder)
+        raw = load_movielens(folder)
+        _check_movielens_folder(folder, raw)
+        return raw
     if config.dataset == "beauty":
         for remote, name in ((BEAUTY_REVIEWS, REVIEWS_FILE), (BEAUTY_META, META_FILE)):
             if not (data_dir / name).exists():
@@ -88,21 +133,55 @@ def load_raw_dataset(config: RunConfig) -> RawDataset:
     raise ValueError(f"Unknown DATASET {config.dataset!r}")
 
 
+DATASET_INFO_FILE = "dataset_info.json"
+DECLARATION_FILE = "dataset.json"  # optional, in a custom data folder: {"domain": "book"}
+
+
+def _declared_domain(data_dir: Path) -> str | None:
+    path = data_dir / DECLARATION_FILE
+    if not path.exists():
+        return None
+    try:
+        domain = json.loads(path.read_text()).get("domain")
+    except (json.JSONDecodeError, AttributeError) as error:
+        raise DataFormatError(f'{path} must be a JSON object such as {{"domain": "book"}} ({error})') from error
+    if domain not in DOMAINS:
+        raise DataFormatError(f"{path}: domain must be one of {list(DOMAINS)}, not {domain!r}")
+    return domain
+
+
+def describe_dataset(config: RunConfig, processed: ProcessedDataset) -> dict:
+    """What later stages need to know about the data, decided once in notebook 01.
+
+    ``paper_dataset``: ml-1m or beauty by name, or for custom data by the paper's Table 1 counts (None
+    otherwise). ``domain``: how prompts speak of the items (movies are watched, products bought), declared
+    in a custom folder's ``dataset.json`` or taken from the data set; plain "items" when unknown.
+    """
+    known = paper_dataset(config.dataset, processed.n_users, processed.n_items, processed.n_interactions)
+    declared = _declared_domain(config.data_dir) if config.dataset == "custom" else None
+    # the synthetic data imitates MovieLens: it has movies
+    default = {"ml-1m": "movie", "beauty": "product"}.get(known, "movie" if config.dataset == "synthetic" else "item")
+    return {"dataset": config.dataset, "paper_dataset": known, "domain": declared or default}
+
+
 def save_processed(processed: ProcessedDataset, artifact_dir: str | Path) -> list[Path]:
-    """Write the three parquet artifacts of notebook 01 (each atomically)."""
+    """Write the three parquet artifacts of notebook 01 and the data set's description (each atomically)."""
     artifact_dir = Path(artifact_dir)
     return [
         write_parquet(processed.interactions, artifact_dir / INTERACTIONS_FILE),
         write_parquet(processed.items, artifact_dir / ITEMS_FILE),
         write_parquet(processed.users, artifact_dir / USERS_FILE),
+        write_json(processed.info, artifact_dir / DATASET_INFO_FILE),
     ]
 
 
 def load_processed(artifact_dir: str | Path) -> ProcessedDataset:
     """Read notebook 01's artifacts, or say to run notebook 01 first."""
-    interactions, items, users = require_artifacts(
-        artifact_dir, [INTERACTIONS_FILE, ITEMS_FILE, USERS_FILE], producer="01_preprocessing"
+    interactions, items, users, info = require_artifacts(
+        artifact_dir, [INTERACTIONS_FILE, ITEMS_FILE, USERS_FILE, DATASET_INFO_FILE], producer="01_preprocessing"
     )
     items_frame = pd.read_parquet(items)
     items_frame[ATTRIBUTES] = items_frame[ATTRIBUTES].map(list)  # parquet gives numpy arrays
-    return ProcessedDataset(pd.read_parquet(interactions), items_frame, pd.read_parquet(users))
+    return ProcessedDataset(
+        pd.read_parquet(interactions), items_frame, pd.read_parquet(users), json.loads(info.read_text())
+    )

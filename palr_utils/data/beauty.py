@@ -9,25 +9,42 @@ runs code. Item text is "ASIN (title)", as in the PALR paper.
 from __future__ import annotations
 
 import ast
+import contextlib
 import gzip
 import json
+import warnings
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from palr_utils.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
-from palr_utils.data.schema import RawDataset, raise_for_bad_lines
+from palr_utils.data.schema import DataFormatError, RawDataset, raise_for_bad_lines
 
 REVIEWS_FILE = "reviews_Beauty_5.json.gz"
 META_FILE = "meta_Beauty.json.gz"
 _REVIEW_FIELDS = {"reviewerID": USER, "asin": ITEM, "overall": RATING, "unixReviewTime": TIMESTAMP}
 
 
+@contextlib.contextmanager
+def _gzip_lines(path: str | Path) -> Iterator[Iterator[tuple[int, str]]]:
+    """Numbered lines of a .gz file; a truncated or corrupt file raises a :class:`DataFormatError` naming it."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            yield enumerate(handle, start=1)
+    except (EOFError, OSError, zlib.error, UnicodeDecodeError) as error:
+        raise DataFormatError(
+            f"{path} cannot be read to the end ({type(error).__name__}: {error}): the file is truncated or corrupt. "
+            "Delete it so that it is downloaded again, or copy it again."
+        ) from error
+
+
 def read_reviews(path: str | Path) -> pd.DataFrame:
     """One row per review: user, item, rating, timestamp (Unix seconds)."""
     rows, bad = [], []
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with _gzip_lines(path) as lines:
+        for number, line in lines:
             if not line.strip():
                 continue
             try:
@@ -54,8 +71,8 @@ def _categories(record: dict) -> list[str]:
 def read_meta(path: str | Path) -> pd.DataFrame:
     """One row per product: item (ASIN), title ("ASIN (title)"), attributes (categories)."""
     rows, bad = [], []
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with _gzip_lines(path) as lines:
+        for number, line in lines:
             if not line.strip():
                 continue
             try:
@@ -78,6 +95,12 @@ def load_beauty(folder: str | Path) -> RawDataset:
     reviewed = pd.DataFrame({ITEM: reviews[ITEM].unique()})
     items = reviewed.merge(meta, on=ITEM, how="left")
     no_meta = items[TITLE].isna()
+    if no_meta.any():
+        warnings.warn(
+            f"{int(no_meta.sum()):,} reviewed product(s) have no entry in {META_FILE} (e.g. "
+            f"{items.loc[no_meta, ITEM].head(5).tolist()}); their ASIN stands in for the title.",
+            stacklevel=2,
+        )
     items.loc[no_meta, TITLE] = items.loc[no_meta, ITEM]
     items[ATTRIBUTES] = [value if isinstance(value, list) else [] for value in items[ATTRIBUTES]]
     return RawDataset(name="beauty", interactions=reviews, items=items)

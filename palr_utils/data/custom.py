@@ -5,82 +5,231 @@
 | interactions.tsv or interactions.tsv.gz | user_id, item_id, timestamp, optional rating |
 | items.tsv | item_id, title, optional genres ('|'-separated) |
 
-``timestamp`` only has to order one user's interactions; it need not be Unix time.
+Every line is checked and a bad one is reported with its file and line number; nothing is dropped,
+merged or re-typed without a word. The rules (data/README.md says the same for users):
+
+* tab-separated, one header line, UTF-8 (a BOM is fine; Latin-1 is read with a warning), ``.gz`` allowed
+  for the interactions; no quoting: a title is the text between two tabs, quote characters included;
+* ``timestamp`` is any finite number that orders one user's interactions (it need not be Unix time);
+* ids are compared as text; they are used as integers (so that they sort numerically) only when every
+  id of the kind is written as a plain integer (``7``, not ``007``, in both files);
+* an item listed twice must have the same title both times;
+* the file must end with a line break, so that a file cut short cannot pass for a complete one;
+* items without a title follow ``missing_titles`` (see :data:`MISSING_TITLE_POLICIES`).
 """
 
 from __future__ import annotations
 
+import gzip
+import re
+import warnings
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from palr_utils.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
 from palr_utils.data.schema import DataFormatError, RawDataset, raise_for_bad_lines, split_attributes
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "timestamp"]
-FIX_HINT = "Fix these lines in your file (see data/README.md for the format)."
 ITEM_COLUMNS = ["item_id", "title"]
+FIX_HINT = "Fix these lines in your file (see data/README.md for the format)."
+LINE = "_line"  # the 1-based line number of each record, kept for error messages
+
+# What to do with interacted items that have no title (no row in items.tsv, or an empty title):
+MISSING_TITLE_POLICIES = {
+    "placeholder": "keep them, with the item id as their title (the LLM then reads the id)",
+    "drop": "remove them and their interactions before the 5-core filter",
+    "error": "stop with an error",
+}
+_PLAIN_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
-def _ids(values: pd.Series) -> pd.Series:
-    """Integer ids when every id is a whole number (so they sort numerically), text otherwise."""
-    as_numbers = pd.to_numeric(values, errors="coerce")
-    if as_numbers.notna().all() and (as_numbers % 1 == 0).all():
-        return as_numbers.astype("int64")
-    return values.astype(str)
-
-
-def _read_tsv(path: Path, required: list[str]) -> pd.DataFrame:
+def _decode(path: Path, raw: bytes) -> str:
+    """UTF-8 (with or without BOM); Latin-1, as MovieLens' own files are, with a warning that names the line."""
     try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except pd.errors.ParserError as error:
-        raise DataFormatError(f"{path} is not a valid tab-separated file: {error}") from error
-    missing = [c for c in required if c not in frame.columns]
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        warnings.warn(
+            f"{path} is not UTF-8 (line {line} holds the byte {raw[error.start]:#x}); reading it as Latin-1. "
+            "If titles look wrong, convert the file to UTF-8 (e.g. `iconv -f cp1252 -t utf-8`).",
+            stacklevel=3,
+        )
+        return raw.decode("latin-1")
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.suffix != ".gz":
+        return path.read_bytes()
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    except (EOFError, OSError, zlib.error) as error:  # truncated, corrupt, or not gzip at all
+        raise DataFormatError(
+            f"{path} is not a complete gzip file ({type(error).__name__}: {error}). It was probably cut short while "
+            "copying or compressing: compress the original again (`gzip -k interactions.tsv`) or use the "
+            "uncompressed interactions.tsv."
+        ) from error
+
+
+def read_tsv(path: str | Path, required: list[str]) -> pd.DataFrame:
+    """Read a tab-separated file with a header into text columns, checking every line.
+
+    No quote processing (a title may start with a quote), blank lines are skipped, and each record keeps its
+    line number in the column ``_line``. Wrong field counts, empty required values and a missing final line
+    break (a file cut short) raise :class:`DataFormatError` with the line numbers.
+    """
+    path = Path(path)
+    text = _decode(path, _read_bytes(path))
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    elif lines:
+        raise DataFormatError(
+            f"{path}: the last line ({len(lines)}) does not end with a line break, so the file may have been cut "
+            f"short mid-record: {lines[-1][:120]!r}. If that line is complete, add a line break at the end of the "
+            "file; otherwise copy the file again."
+        )
+    numbered = [(n, line.rstrip("\r")) for n, line in enumerate(lines, start=1) if line.strip()]
+    if not numbered:
+        raise DataFormatError(f"{path} is empty; it needs a header line with {required} and at least one record.")
+    (_, header_line), *body = numbered
+    header = [name.strip() for name in header_line.split("\t")]
+    missing = [c for c in required if c not in header]
     if missing:
         raise DataFormatError(
-            f"{path} lacks the column(s) {missing}; it has {list(frame.columns)}. "
+            f"{path} lacks the column(s) {missing}; it has {header}. "
             f"The first line must be a tab-separated header with {required}."
         )
-    empty = frame[required].eq("").any(axis=1).to_numpy().nonzero()[0]
-    # +2: one for the header line, one because line numbers start at 1
-    raise_for_bad_lines(path, [(i + 2, "\t".join(frame.iloc[i])) for i in empty], f"values for {required}", FIX_HINT)
-    return frame
+    if len(set(header)) != len(header):
+        raise DataFormatError(f"{path}: the header names a column twice: {header}")
+    rows, bad = [], []
+    for number, line in body:
+        fields = [field.strip() for field in line.split("\t")]
+        if len(fields) != len(header) or any(fields[header.index(c)] == "" for c in required if c != "title"):
+            bad.append((number, line))
+        else:
+            rows.append([*fields, number])
+    raise_for_bad_lines(path, bad, f"{len(header)} tab-separated values ({', '.join(header)}), none empty", FIX_HINT)
+    if not rows:
+        raise DataFormatError(f"{path} has a header but no records.")
+    return pd.DataFrame(rows, columns=[*header, LINE])
 
 
-def load_custom(folder: str | Path) -> RawDataset:
-    """Parse a custom data folder into the canonical schema."""
-    folder = Path(folder)
-    candidates = [folder / "interactions.tsv", folder / "interactions.tsv.gz"]
-    interactions_path = next((p for p in candidates if p.exists()), None)
-    if interactions_path is None or not (folder / "items.tsv").exists():
-        raise FileNotFoundError(
-            f"DATASET='custom' needs interactions.tsv (or .tsv.gz) and items.tsv in {folder}; "
-            "see palr_utils/data/custom.py or data/README.md for the columns."
-        )
-    raw = _read_tsv(interactions_path, INTERACTION_COLUMNS)
-    timestamps = pd.to_numeric(raw["timestamp"], errors="coerce")
+def typed_ids(*columns: pd.Series) -> list[pd.Series]:
+    """Integer ids when every value in ``columns`` is a plain integer, else the same text for all.
+
+    Deciding for both files at once keeps them comparable (one text id in items.tsv no longer turns only that
+    file's ids into text); "007" and "7" stay two ids, because "007" is not a plain integer.
+    """
+    together = pd.concat(columns, ignore_index=True)
+    if together.str.fullmatch(_PLAIN_INTEGER.pattern).all():
+        return [column.astype("int64") for column in columns]
+    return [column.astype(str) for column in columns]
+
+
+def _numbers(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    """A finite number per line, or an error naming the lines that are not."""
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = ~np.isfinite(values.astype("float64"))  # text (NaN after coercion), inf and -inf
+    shown = frame.loc[bad].drop(columns=LINE)
     raise_for_bad_lines(
-        interactions_path,
-        [(i + 2, "\t".join(raw.iloc[i])) for i in timestamps.isna().to_numpy().nonzero()[0]],
-        "a numeric timestamp",
+        path,
+        [(int(n), "\t".join(row)) for n, row in zip(frame.loc[bad, LINE], shown.values.tolist(), strict=True)],
+        f"a finite, numeric {column}",
         FIX_HINT,
     )
-    interactions = pd.DataFrame(
-        {USER: _ids(raw["user_id"]), ITEM: _ids(raw["item_id"]), TIMESTAMP: timestamps.to_numpy()}
+    return values
+
+
+def _one_title_per_item(items: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Drop exact repeats of an item row; an item listed with two different titles is an error."""
+    items = items.drop_duplicates([ITEM, TITLE, "genres"])
+    clash = items[items[ITEM].duplicated(keep=False)]
+    raise_for_bad_lines(
+        path,
+        [(int(n), f"{item}\t{title}") for n, item, title in zip(clash[LINE], clash[ITEM], clash[TITLE], strict=True)],
+        "one row per item_id (these item ids are listed with different titles or genres)",
+        "Keep one row per item_id.",
     )
-    if "rating" in raw.columns:
-        interactions[RATING] = pd.to_numeric(raw["rating"], errors="coerce")
+    return items
 
-    item_table = _read_tsv(folder / "items.tsv", ITEM_COLUMNS)
-    items = pd.DataFrame({ITEM: _ids(item_table["item_id"]), TITLE: item_table["title"]})
-    genres = item_table["genres"] if "genres" in item_table.columns else pd.Series("", index=item_table.index)
-    items[ATTRIBUTES] = split_attributes(genres)
 
-    unknown = set(interactions[ITEM].unique()) - set(items[ITEM])
-    if unknown:
-        example = sorted(map(str, unknown))[:5]
+def _handle_missing_titles(
+    interactions: pd.DataFrame, items: pd.DataFrame, policy: str, interactions_path: Path
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Apply ``policy`` to interacted items without a title; say what was done, never silently."""
+    titled = set(items.loc[items[TITLE] != "", ITEM])
+    interacted = interactions[ITEM].unique()
+    untitled = sorted((i for i in interacted if i not in titled), key=str)
+    if not untitled:
+        return interactions, items
+    if len(untitled) == len(interacted):
         raise DataFormatError(
-            f"{len(unknown)} item_id(s) in {interactions_path.name} are missing from items.tsv "
-            f"(e.g. {example}); every item needs a title."
+            f"None of the {len(interacted):,} items in {interactions_path.name} has a title in items.tsv: the LLM "
+            "reads titles, so items.tsv needs an item_id and a title for (at least most of) them."
         )
-    return RawDataset(name="custom", interactions=interactions, items=items)
+    affected = interactions[ITEM].isin(untitled)
+    what = (
+        f"{len(untitled):,} of {len(interacted):,} interacted item(s) ({int(affected.sum()):,} interactions) have no "
+        f"title in items.tsv (e.g. {[str(i) for i in untitled[:5]]})"
+    )
+    if policy == "error":
+        raise DataFormatError(f"{what}. Add their titles, or choose missing_titles='placeholder' or 'drop'.")
+    if policy == "drop":
+        warnings.warn(f"{what}; dropping them and their interactions (missing_titles='drop').", stacklevel=3)
+        return interactions[~affected].reset_index(drop=True), items[~items[ITEM].isin(untitled)]
+    warnings.warn(
+        f"{what}; their id stands in for the title (missing_titles='placeholder'; 'drop' removes them instead).",
+        stacklevel=3,
+    )
+    items = items[~items[ITEM].isin(untitled)]
+    placeholders = pd.DataFrame({ITEM: untitled, TITLE: [str(i) for i in untitled], "genres": ""})
+    return interactions, pd.concat([items, placeholders], ignore_index=True)
+
+
+def interactions_file(folder: Path) -> Path:
+    """The one interactions file in ``folder``; both or neither of .tsv and .tsv.gz is an error."""
+    present = [p for p in (folder / "interactions.tsv", folder / "interactions.tsv.gz") if p.exists()]
+    if len(present) == 2:
+        raise DataFormatError(
+            f"{folder} holds both interactions.tsv and interactions.tsv.gz; which one is meant is unclear. "
+            "Remove or rename one of them."
+        )
+    if not present or not (folder / "items.tsv").exists():
+        raise FileNotFoundError(
+            f"DATASET='custom' needs interactions.tsv (or .tsv.gz) and items.tsv in {folder}; "
+            "see data/README.md for the columns."
+        )
+    return present[0]
+
+
+def load_custom(folder: str | Path, missing_titles: str = "placeholder") -> RawDataset:
+    """Parse a custom data folder into the canonical schema (see the module docstring for the rules)."""
+    if missing_titles not in MISSING_TITLE_POLICIES:
+        raise ValueError(f"missing_titles must be one of {list(MISSING_TITLE_POLICIES)}, not {missing_titles!r}")
+    folder = Path(folder)
+    interactions_path, items_path = interactions_file(folder), folder / "items.tsv"
+    raw = read_tsv(interactions_path, INTERACTION_COLUMNS)
+    item_table = read_tsv(items_path, ITEM_COLUMNS)
+    if "genres" not in item_table.columns:
+        item_table["genres"] = ""
+
+    interaction_items, listed_items = typed_ids(raw["item_id"], item_table["item_id"])
+    (users,) = typed_ids(raw["user_id"])
+    interactions = pd.DataFrame(
+        {USER: users, ITEM: interaction_items, TIMESTAMP: _numbers(raw, "timestamp", interactions_path)}
+    )
+    if "rating" in raw.columns:  # optional: only notebook 01's description of the data reads it
+        interactions[RATING] = _numbers(raw, "rating", interactions_path)
+
+    items = pd.DataFrame(
+        {ITEM: listed_items, TITLE: item_table["title"], "genres": item_table["genres"], LINE: item_table[LINE]}
+    )
+    items = _one_title_per_item(items, items_path)
+    interactions, items = _handle_missing_titles(interactions, items, missing_titles, interactions_path)
+    items = items.reset_index(drop=True)
+    items[ATTRIBUTES] = split_attributes(items.pop("genres"))
+    return RawDataset(name="custom", interactions=interactions, items=items[[ITEM, TITLE, ATTRIBUTES]])

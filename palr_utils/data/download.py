@@ -58,6 +58,17 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.failed-checksum[-N]`` next to it (never overwriting) and return the new path."""
+    aside = path.with_name(f"{path.name}.failed-checksum")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = path.with_name(f"{path.name}.failed-checksum-{number}")
+    path.rename(aside)
+    return aside
+
+
 def _check_gzip(path: Path) -> None:
     """Read a .gz file to the end: a truncated or corrupt file fails its CRC."""
     try:
@@ -85,11 +96,13 @@ def fetch(remote: RemoteFile, cache_dir: str | Path, progressbar: bool = True) -
     if expected is None and pinned.exists():
         expected = pinned.read_text().strip()
 
-    # A cached file that no longer matches is discarded before anything else,
-    # so a failed re-download can never leave it behind to be read.
+    # A cached file that no longer matches is moved aside before anything else, so a failed re-download can
+    # never leave it behind to be read, and a file the user put there by hand is not lost.
     if local.exists() and expected is not None and sha256_of(local) != expected:
-        log.warning("%s in %s fails its checksum; deleting it and downloading again.", local.name, cache_dir)
-        local.unlink()
+        aside = move_aside(local)
+        log.warning(
+            "%s in %s fails its checksum; moved it to %s and downloading again.", local.name, cache_dir, aside.name
+        )
         pinned.unlink(missing_ok=True)
         expected = remote.sha256
 

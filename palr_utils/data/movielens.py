@@ -17,6 +17,8 @@ from palr_utils.data.schema import DataFormatError, RawDataset, raise_for_bad_li
 RATINGS_COLUMNS = [USER, ITEM, RATING, TIMESTAMP]
 MOVIES_COLUMNS = [ITEM, TITLE, "genres"]
 USERS_COLUMNS = [USER, "gender", "age", "occupation", "zip_code"]
+# Records in each file of the published MovieLens-1M (its README): how a folder unpacked by hand is checked.
+ML_1M_RECORDS = {"ratings.dat": 1_000_209, "movies.dat": 3_883, "users.dat": 6_040}
 
 
 def read_dat(path: str | Path, columns: list[str], integer_columns: list[str]) -> pd.DataFrame:

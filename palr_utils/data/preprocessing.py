@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -85,6 +85,9 @@ class ProcessedDataset:
     interactions: pd.DataFrame  # user, item, timestamp, split (chronological per user)
     items: pd.DataFrame  # item, raw_item_id, title, attributes
     users: pd.DataFrame  # user, raw_user_id (+ optional user information)
+    # what later stages need to know about the data: its ``domain`` (how prompts speak of the items) and
+    # ``paper_dataset`` (which of the paper's data sets it is, if any); see palr_utils.data.describe_dataset
+    info: dict = field(default_factory=dict)
 
     @property
     def n_users(self) -> int:

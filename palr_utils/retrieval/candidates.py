@@ -68,9 +68,12 @@ def export_candidates(
     return pd.concat(frames, ignore_index=True).sort_values([SPLIT, USER, RANK], kind="mergesort")
 
 
-def recall_at_k(candidates: pd.DataFrame, data: SequenceData, split: str = TEST) -> float:
-    """Share of users whose held-out ``split`` item is among their candidates: the re-ranker's ceiling."""
+def recall_at_k(candidates: pd.DataFrame, data: SequenceData, split: str = TEST, k: int | None = None) -> float:
+    """Share of users whose held-out ``split`` item is among their (first ``k``) candidates: the ceiling of a
+    re-ranker that reads that many."""
     rows = candidates[candidates[SPLIT] == split]
+    if k is not None:
+        rows = rows[rows[RANK] < k]
     targets = pd.Series(data.targets(np.arange(data.n_users), split), name="target")
     hit = rows.merge(targets, left_on=USER, right_index=True)
     return float(hit.loc[hit[ITEM] == hit["target"], USER].nunique() / data.n_users)

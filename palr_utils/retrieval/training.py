@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -124,18 +125,42 @@ def cosine_schedule(steps_per_epoch: int, config: TrainingConfig):
     return multiplier
 
 
+def _read_checkpoint(folder: Path) -> tuple[dict, dict, dict, dict | None]:
+    """(state, last weights, optimizer state, best weights) of a checkpoint folder; any unreadable file raises."""
+    state = json.loads((folder / "state.json").read_text())
+    last = load_file(folder / "last.safetensors")
+    saved = torch.load(folder / "optimizer.pt", weights_only=True)  # tensors and plain containers only
+    best = load_file(folder / "best.safetensors") if state["best_epoch"] else None
+    return state, last, saved, best
+
+
+def _move_damaged(folder: Path, error: Exception) -> None:
+    """Keep a damaged checkpoint for inspection under another name, so training can start afresh by itself."""
+    aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.rename(aside)
+    warnings.warn(
+        f"The checkpoint in {folder} cannot be read ({type(error).__name__}: {str(error)[:200]}); it was written "
+        f"by something other than a finished save (a full disk, a copy cut short). Moved it to {aside.name} and "
+        "training from the start.",
+        stacklevel=3,
+    )
+
+
 def _load_state(model, optimizer, scheduler, folder: Path, identity: dict) -> dict | None:
-    state_path = folder / "state.json"
-    if not state_path.exists():
+    """Resume from ``folder``: None when it holds no checkpoint (or a damaged one, which is moved aside)."""
+    if not (folder / "state.json").exists():
         return None
-    state = json.loads(state_path.read_text())
+    try:
+        state, last, saved, _ = _read_checkpoint(folder)
+    except Exception as error:  # noqa: BLE001 - json, safetensors, pickle and I/O each raise their own type
+        _move_damaged(folder, error)
+        return None
     if state["identity"] != identity:
         raise CheckpointMismatchError(
             f"The checkpoint in {folder} was trained with {state['identity']}, not {identity}. "
             "Delete the folder or use another ARTIFACT_DIR to train afresh."
         )
-    model.load_state_dict(load_file(folder / "last.safetensors"))
-    saved = torch.load(folder / "optimizer.pt", weights_only=True)
+    model.load_state_dict(last)
     optimizer.load_state_dict(saved["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(saved["scheduler"])

@@ -1,13 +1,15 @@
-"""Benchmark: SASRec retrieval quality and training time, `cpu` profile, real MovieLens-1M.
+"""Benchmark: SASRec retrieval quality and training time, `cpu` profile, on real data (MovieLens-1M, Beauty).
 
-    .venv/bin/python benchmarks/sasrec_ml1m.py [--data-dir ../shared/data/ml-1m]
-    .venv/bin/python benchmarks/sasrec_ml1m.py --sasrec hidden_size=128 --out results/x.json   # a variant
-    .venv/bin/python benchmarks/sasrec_ml1m.py --training learning_rate=0.003 --out results/y.json  # training variant
+    .venv/bin/python benchmarks/sasrec.py [--data-dir ../shared/data/ml-1m]
+    .venv/bin/python benchmarks/sasrec.py --data-dir ../shared/data/beauty
+    .venv/bin/python benchmarks/sasrec.py --sasrec hidden_size=128 --out results/x.json   # a variant
+    .venv/bin/python benchmarks/sasrec.py --training learning_rate=0.003 --out results/y.json  # training variant
 
 Preprocesses the data exactly as notebook 01, trains SASRec with the profile's
-settings (early stopping on validation NDCG@10), and records validation and
-test metrics, Recall@50, the popularity baseline and the wall time in
-benchmarks/results/sasrec_ml1m_cpu.json.
+settings for that data set (its ``dataset_overrides``; early stopping on validation
+NDCG@10), and records validation and test metrics, Recall@50, the popularity baseline
+and the wall time in benchmarks/results/sasrec_<data>_cpu.json (<data>: ml1m, beauty,
+or the data folder's name).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import json
 import time
 from pathlib import Path
 
-from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
+from common import data_name, load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 
 from palr_utils.io import write_json
+from palr_utils.paths import project_root
 from palr_utils.retrieval import Popularity, SASRec, train
 
 
@@ -35,8 +38,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data/ml-1m")
     parser.add_argument("--dataset", default="custom")
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sasrec_ml1m_cpu.json"))
-    parser.add_argument("--checkpoint-dir", default="artifacts/benchmarks/sasrec_ml1m")
+    parser.add_argument("--out", default="", help="default: benchmarks/results/sasrec_<data>_<profile>.json")
+    parser.add_argument("--checkpoint-dir", default="", help="default: artifacts/benchmarks/sasrec_<data>")
     parser.add_argument("--sasrec", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="change SASRecConfig fields of the profile (values in JSON: 128, 0.0, true)")
     parser.add_argument("--training", nargs="*", default=[], metavar="FIELD=VALUE",
@@ -44,17 +47,21 @@ def main() -> None:
     args = parser.parse_args()
 
     config, processed, data = load_benchmark_data(args.profile, args.dataset, args.data_dir, "")
+    name = data_name(processed, args.data_dir)
+    out = args.out or str(Path(__file__).parent / "results" / f"sasrec_{name}_{args.profile}.json")
+    checkpoint_dir = args.checkpoint_dir or str(project_root() / "artifacts" / "benchmarks" / f"sasrec_{name}")
 
     popularity = Popularity().fit(data)
     model = SASRec(processed.n_items, with_changes(config.profile.sasrec, args.sasrec))
     training = with_changes(config.profile.sasrec_training, args.training)
     started = time.perf_counter()
-    history = train(model, data, training, args.checkpoint_dir)
+    history = train(model, data, training, checkpoint_dir)
     wall = time.perf_counter() - started
     test = model.evaluate("test", ks=(10, 50))
     result = {
         "profile": args.profile,
         "data": f"{args.dataset}:{args.data_dir}",
+        "paper_dataset": processed.info["paper_dataset"],
         "n_users": processed.n_users,
         "n_items": processed.n_items,
         "n_interactions": processed.n_interactions,
@@ -73,7 +80,7 @@ def main() -> None:
         "history": history.to_dict(orient="records"),
         "machine": machine(),
     }
-    write_json(result, args.out)
+    write_json(result, out)
     print({k: v for k, v in result.items() if k != "history"})
 
 
