@@ -43,8 +43,10 @@ test: setup
 lint: setup
 	$(BIN)/ruff check palr_utils tests benchmarks notebooks
 
+# Serves the repository root, so that the executed copies under artifacts/ open too; as root (containers,
+# CI machines) Jupyter refuses to start without --allow-root.
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean-artifacts:
 	rm -rf artifacts/

@@ -252,12 +252,15 @@ def _fixed_order_records(cases: list[EvalCase], orders: list[list[int]]) -> pd.D
 def fused_records(cases: list[EvalCase], llm_records: pd.DataFrame, weight: float) -> pd.DataFrame:
     """Rank each case by the retriever's log-softmax plus ``weight`` x the LLM's letter log-probabilities
     (``llm_records`` from :meth:`Reranker.score_rank`, one row per case's user)."""
-    log_probs = llm_records.set_index(USER)["log_probs"]
+    llm = llm_records.set_index(USER)
     orders = []
     for case in cases:
-        scores = fusion_scores(np.asarray(case.listed_scores), np.asarray(log_probs[case.user]), weight)
+        scores = fusion_scores(np.asarray(case.listed_scores), np.asarray(llm.loc[case.user, "log_probs"]), weight)
         orders.append([case.listed[j] for j in np.argsort(-scores, kind="stable")])
-    return _fixed_order_records(cases, orders)
+    records = _fixed_order_records(cases, orders)
+    if "seconds" in llm:  # fusion costs the LLM's pass; adding the retriever's scores is free
+        records["seconds"] = llm.loc[[c.user for c in cases], "seconds"].to_numpy()
+    return records
 
 
 def choose_fusion_weight(

@@ -169,9 +169,22 @@ def run_identity(llm: LLMSpec, spec: FinetuneSpec, dataset, seed: int, objective
     return identity
 
 
-def _last_checkpoint(output_dir: Path) -> str | None:
-    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(checkpoints[-1]) if checkpoints else None
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder that the trainer finished writing, or None.
+
+    transformers writes a checkpoint's ``trainer_state.json`` last, so a folder without a readable one was
+    cut off by a kill mid-save: it is skipped (with a warning) and training resumes from the one before.
+    """
+    complete = []
+    for folder in output_dir.glob("checkpoint-*"):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+            complete.append(folder)
+        except (OSError, ValueError):
+            warnings.warn(f"{folder} is incomplete (a run stopped while saving it); resuming from an earlier one.",
+                          stacklevel=2)  # fmt: skip
+    complete.sort(key=lambda p: int(p.name.split("-")[-1]))
+    return str(complete[-1]) if complete else None
 
 
 def finetune(
@@ -239,7 +252,7 @@ def finetune(
         callbacks=[_time_budget_callback(spec.max_minutes)] if spec.max_minutes else None,
     )
     quantized = _has_4bit_layers(trainer.model)
-    trainer.train(resume_from_checkpoint=_last_checkpoint(output_dir))
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(output_dir))
     if trainer.is_world_process_zero():  # under accelerate launch, one process writes
         history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row])
         # weights and log land together in one rename: a kill leaves either both or neither

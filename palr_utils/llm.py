@@ -226,7 +226,14 @@ def load_finetuned(spec: LLMSpec | str, adapter_dir: str | Path, cache_dir: str 
     if not (adapter_dir / "adapter_config.json").exists():
         raise FileNotFoundError(f"No adapter in {adapter_dir}: run notebooks/04_finetune_palr.ipynb first.")
     tokenizer, model = load_llm(spec, cache_dir)
-    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    try:
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+    except Exception as error:  # safetensors, JSON and shape errors each have their own type
+        raise RuntimeError(
+            f"The adapter in {adapter_dir} cannot be loaded ({type(error).__name__}: {str(error)[:200]}); its files "
+            "were damaged after it was saved (it is written in one rename). Delete that folder and rerun notebook "
+            "04, which trains it again from its last checkpoint."
+        ) from error
     model.eval()
     return tokenizer, model
 

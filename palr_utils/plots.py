@@ -119,3 +119,47 @@ def plot_letter_prior(prior: np.ndarray, labels: Sequence[str]) -> plt.Axes:
     )
     ax.legend()
     return ax
+
+
+def plot_rank_loss(history: pd.DataFrame, n_candidates: int) -> plt.Axes:
+    """PALR-rank's listwise loss per step against chance: ln K, the loss of a uniform guess among K letters."""
+    ax = plt.subplots(figsize=(7, 3.5))[1]
+    sns.lineplot(data=history, x="step", y="loss", ax=ax, label="PALR-rank")
+    chance = float(np.log(n_candidates))
+    ax.axhline(chance, color="black", linestyle="--", label=f"chance: ln {n_candidates} = {chance:.2f}")
+    tenth = max(1, len(history) // 10)
+    last = history["loss"].tail(tenth).mean()
+    ax.set(xlabel="optimiser step", ylabel="listwise loss (letters only)",
+           title=f"PALR-rank ends at {last:.2f}, chance is {chance:.2f}")  # fmt: skip
+    ax.legend()
+    return ax
+
+
+def plot_fusion_curve(curve: pd.DataFrame, chosen: float) -> plt.Axes:
+    """Validation NDCG@10 of retriever + w x LLM for each weight w tried; w = 0 is the retriever alone."""
+    ax = plt.subplots(figsize=(6, 3.5))[1]
+    sns.lineplot(data=curve, x="weight", y="ndcg@10", marker="o", ax=ax)
+    base = float(curve.loc[curve["weight"] == 0, "ndcg@10"].iloc[0]) if (curve["weight"] == 0).any() else None
+    if base is not None:
+        ax.axhline(base, color="grey", linestyle="--", label="the retriever alone (w = 0)")
+        ax.legend(loc="lower left")
+    best = float(curve.loc[curve["weight"] == chosen, "ndcg@10"].iloc[0])
+    gain = f", {best - base:+.4f} over the retriever" if base is not None else ""
+    ax.set(xlabel="fusion weight w of the LLM", ylabel="validation NDCG@10",
+           title=f"Validation chooses w = {chosen:g}{gain}")  # fmt: skip
+    return ax
+
+
+def plot_delta_intervals(intervals: dict[str, float], baseline: str = "sasrec") -> plt.Axes:
+    """Each method's 95% interval of NDCG@10 minus the baseline's on the same users; zero means no difference."""
+    methods = sorted({key.split("_ndcg@10_delta_ci_")[0] for key in intervals})
+    low = np.array([intervals[f"{m}_ndcg@10_delta_ci_low"] for m in methods])
+    high = np.array([intervals[f"{m}_ndcg@10_delta_ci_high"] for m in methods])
+    ax = plt.subplots(figsize=(7, 0.45 * len(methods) + 1.2))[1]
+    colours = ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey" for lo, hi in zip(low, high, strict=True)]
+    ax.hlines(methods, low, high, colors=colours, linewidth=6)
+    ax.axvline(0, color="black", linestyle="--")
+    above = [m for m, lo in zip(methods, low, strict=True) if lo > 0]
+    title = f"Better than {baseline} for sure: {', '.join(above)}" if above else f"No method is surely above {baseline}"
+    ax.set(xlabel=f"NDCG@10 minus {baseline}'s (95% paired bootstrap interval)", ylabel="", title=title)
+    return ax

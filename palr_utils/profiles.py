@@ -60,6 +60,15 @@ class RunProfile:
     rerank_batch_size: int = 8
     n_calibration_users: int = 200  # validation prompts that measure the letters' position bias (fast scoring)
     rerank_max_new_tokens: int = 160  # room for 10 "C. title" lines
+    # Generation (PALR_v1, PALR_v2) costs about a second per user on a CPU: it ranks a seeded subset of the
+    # evaluated users (None: all of them); the one-pass methods rank every evaluated user.
+    n_generation_users: int | None = None
+    # PALR-rank (palr_utils.ranking, our extension): trained to rank with a listwise loss, on the training
+    # prefixes of this share of users (the paper's PALR_v1/v2 keep its 20%)
+    rank_fraction: float = 1.0
+    rank_finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
+    # fusion with the retriever: its log-softmax + w x PALR-rank's log-probabilities, w chosen on validation
+    fusion_weights: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
     # Settings that differ by data set, chosen on that data set's validation users: {paper data set: {field:
     # value}}. Amazon histories are short and sparse (Beauty: median 6 items, MovieLens-1M: 96), and what
     # suits MovieLens overfits there. Applied by :meth:`for_data` once notebook 01 has recognised the data.
@@ -101,6 +110,7 @@ PROFILES: dict[str, RunProfile] = {
         # random batches: with 8 steps, length-grouped ones would put the long (low-loss) Recommend_Retrieval
         # examples first and the short Recommend ones last, and the loss could not be compared
         finetune=FinetuneSpec(max_steps=8, max_length=512, learning_rate=5e-4, group_by_length=False),
+        rank_finetune=FinetuneSpec(max_steps=8, max_length=512, learning_rate=5e-4, group_by_length=False),
     ),
     "cpu": RunProfile(
         name="cpu",
@@ -126,6 +136,13 @@ PROFILES: dict[str, RunProfile] = {
         # benchmarks/results/finetune_*layers*.json) bring PALR_v2 under 45 minutes; the budget is a safety net on
         # slower machines (the benchmark records how much of the epoch ran).
         finetune=FinetuneSpec(epochs=1, max_length=768, lora_last_layers=6, max_minutes=44),
+        # one-pass methods on 2,000 users (a bootstrap interval of a difference in NDCG@10 of about +-0.01),
+        # generation on 1,000 of them
+        n_eval_users=2000,
+        n_generation_users=1000,
+        # A ranking prompt answers with one letter, so examples are short: one epoch over every user whose next
+        # item is among their 20 candidates; the budget keeps the LLM stage near issue 13's two hours.
+        rank_finetune=FinetuneSpec(epochs=1, max_length=640, lora_last_layers=6, max_minutes=40),
         dataset_overrides={
             # Beauty (benchmarks/results/sasrec_beauty_cpu.json): histories of a few items need no 200-item
             # window, and heavy dropout (0.5, as the SASRec paper used on Amazon data) against overfitting; a
@@ -153,6 +170,9 @@ PROFILES: dict[str, RunProfile] = {
         instructions=InstructionSpec(n_history=20, n_targets=10, n_candidates=50),
         finetune=FinetuneSpec(
             epochs=2, batch_size=4, gradient_accumulation_steps=4, max_length=2048, gradient_checkpointing=True
+        ),
+        rank_finetune=FinetuneSpec(
+            epochs=1, batch_size=4, gradient_accumulation_steps=4, max_length=2048, gradient_checkpointing=True
         ),
     ),
 }

@@ -20,3 +20,13 @@ def evaluation_users(n_users: int, n_eval: int | None, seed: int) -> np.ndarray:
         return np.arange(n_users)
     rng = np.random.default_rng([seed, 2])
     return np.sort(rng.choice(n_users, size=n_eval, replace=False))
+
+
+def generation_users(evaluated: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """A seeded subset of the evaluated users for the slow, generating methods (all of them when ``n`` is None
+    or too large); sorted, like the evaluated users."""
+    evaluated = np.asarray(evaluated)
+    if n is None or n >= len(evaluated):
+        return evaluated
+    rng = np.random.default_rng([seed, 3])
+    return np.sort(rng.choice(evaluated, size=n, replace=False))

@@ -376,3 +376,27 @@ def test_interactions_keep_their_count_and_order_through_loading(tmp_path):
     raw = load_custom(_write(tmp_path, _lines(rows)))
     assert raw.interactions[[USER, ITEM]].values.tolist() == [["u1", 3], ["u1", 1], ["u2", 2]]
     assert raw.interactions["timestamp"].tolist() == [30, 10, 5]  # ordering is preprocessing's job, not the loader's
+
+
+def test_a_trainer_checkpoint_cut_off_mid_save_is_skipped_when_resuming(tmp_path):
+    from palr_utils.finetune import last_complete_checkpoint
+
+    for step, state in ((50, '{"global_step": 50}'), (100, '{"global_step": 1'), (150, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"weights")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    with pytest.warns(UserWarning, match="incomplete"):
+        assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-50")
+    assert last_complete_checkpoint(tmp_path / "nothing-here") is None
+
+
+def test_a_damaged_adapter_names_its_folder_and_the_fix(tmp_path):
+    from palr_utils.llm import LLMSpec, load_finetuned
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8')  # cut short
+    with pytest.raises(RuntimeError, match=r"(?s)adapter cannot be loaded.*rerun notebook 04"):
+        load_finetuned(LLMSpec(), adapter)  # SmolLM2, which ships offline

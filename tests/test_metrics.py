@@ -5,7 +5,14 @@ import pytest
 import torch
 from sklearn.metrics import ndcg_score
 
-from palr_utils.metrics import hit_rate_at_k, ndcg_at_k, ranking_metrics, target_ranks
+from palr_utils.metrics import (
+    hit_rate_at_k,
+    ndcg_at_k,
+    ndcg_per_user,
+    paired_bootstrap_ci,
+    ranking_metrics,
+    target_ranks,
+)
 
 
 def test_hand_computed_ranks_hr_and_ndcg():
@@ -40,3 +47,27 @@ def test_ndcg_matches_scikit_learn_on_random_rankings():
     relevance[np.arange(50), targets.numpy()] = 1
     expected = ndcg_score(relevance, scores.numpy(), k=10)
     assert ndcg_at_k(ranks, 10) == pytest.approx(expected)
+
+
+def test_ndcg_per_user_matches_the_mean():
+    ranks = np.array([0, 2, 10, 1_000_000])
+    per_user = ndcg_per_user(ranks)
+    assert per_user.tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    assert per_user.mean() == pytest.approx(ndcg_at_k(ranks))
+
+
+def test_paired_bootstrap_interval_sees_a_consistent_gain_and_no_gain():
+    rng = np.random.default_rng(0)
+    baseline = rng.random(500)
+    low, high = paired_bootstrap_ci(baseline + 0.02 + rng.normal(0, 0.01, 500), baseline)
+    assert 0 < low < 0.02 < high < 0.03  # small, but the same for every user: surely above zero
+    low, high = paired_bootstrap_ci(baseline + rng.normal(0, 0.2, 500), baseline)
+    assert low < 0 < high  # noise only: the interval straddles zero
+    assert paired_bootstrap_ci(baseline, baseline) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="equally long"):
+        paired_bootstrap_ci(baseline, baseline[:10])
+
+
+def test_the_bootstrap_is_seeded():
+    a, b = np.arange(50) / 50.0, np.zeros(50)
+    assert paired_bootstrap_ci(a, b, seed=3) == paired_bootstrap_ci(a, b, seed=3)

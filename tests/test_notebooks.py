@@ -82,7 +82,9 @@ def test_04_finetuning_lowers_the_loss(tiny_run):
     assert metrics["n_train_examples"] > 0
     assert metrics["v2_train_loss_last"] < metrics["v2_train_loss_first"]
     assert metrics["v1_train_loss_last"] < metrics["v1_train_loss_first"]
-    for run in ("palr_v1", "palr_v2"):
+    assert metrics["n_rank_examples"] > 0
+    assert metrics["rank_train_loss_last"] < metrics["rank_train_loss_first"]
+    for run in ("palr_v1", "palr_v2", "palr_rank"):
         assert (tiny_run / "finetune" / run / "adapter" / "adapter_config.json").exists()
 
 
@@ -92,10 +94,17 @@ def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
 
     metrics = read_metrics(tiny_run, "05_evaluation")
     assert metrics["n_eval_users"] == PROFILES["tiny"].n_eval_users
-    for method in ("sasrec", "palr_v1", "palr_v2", "palr_v2_fast", "palr_v2_fast_calibrated"):
+    methods = ("sasrec", "palr_v1", "palr_v2", "palr_v2_fast", "palr_v2_fast_calibrated", "palr_rank", "palr_fused")
+    for method in methods:
         for key in ("hr@10", "ndcg@10"):
             assert 0.0 <= metrics[f"{method}_test_{key}"] <= 1.0
         assert metrics[f"{method}_test_ndcg@10"] <= metrics[f"{method}_test_hr@10"]
+    for method in (*methods[1:], "shuffled"):  # every method's interval of its difference to SASRec
+        low, high = metrics[f"{method}_ndcg@10_delta_ci_low"], metrics[f"{method}_ndcg@10_delta_ci_high"]
+        assert -1.0 <= low <= high <= 1.0
+    assert metrics["palr_fused_weight"] in get_profile("tiny").fusion_weights
+    if metrics["palr_fused_weight"] == 0.0:  # validation gave the LLM no say: the fused list is SASRec's
+        assert metrics["palr_fused_test_ndcg@10"] == metrics["sasrec_test_ndcg@10"]
     for key in ("palr_v2_parse_rate", "palr_v2_hallucination_rate", "palr_v2_seen_rate", "palr_v1_seen_rate"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["palr_v2_seconds_per_user"] > 0 and metrics["palr_v2_fast_seconds_per_user"] > 0

@@ -134,9 +134,11 @@ def test_fast_mode_final_list_and_metrics_on_a_hand_made_case(monkeypatch):
 def test_cases_take_the_retrievers_best_candidates_and_shuffle_them_per_user():
     data = SequenceData(2, 8, [np.array([0, 1]), np.array([2])], valid=np.array([2, 3]), test=np.array([7, 6]))
     candidates = pd.DataFrame({"user": [0] * 4 + [1] * 4, "split": "test", "item": [5, 7, 4, 3, 6, 5, 4, 3],
-                               "rank": [0, 1, 2, 3] * 2})  # fmt: skip
+                               "rank": [0, 1, 2, 3] * 2, "score": [4.0, 3.0, 2.0, 1.0] * 2})  # fmt: skip
     cases = build_cases(data, candidates, [0, 1], {}, n_history=5, seed=1, n_candidates=3)
     assert cases[0].retrieved == [5, 7, 4] and sorted(cases[0].listed) == [4, 5, 7]
+    # the retriever's scores travel with the shuffled list, for fusion
+    assert cases[0].listed_scores == [{5: 4.0, 7: 3.0, 4: 2.0}[i] for i in cases[0].listed]
     assert cases[0].history == [0, 1, 2] and cases[0].target == 7
     again = build_cases(data, candidates, [1, 0], {}, n_history=5, seed=1, n_candidates=3)
     assert again[1].listed == cases[0].listed  # the same order whoever else is evaluated
@@ -147,7 +149,7 @@ def test_cases_take_the_retrievers_best_candidates_and_shuffle_them_per_user():
 def test_validation_cases_end_one_item_earlier_and_aim_at_the_validation_item():
     data = SequenceData(1, 8, [np.array([0, 1])], valid=np.array([2]), test=np.array([7]))
     candidates = pd.DataFrame({"user": 0, "split": ["valid"] * 2 + ["test"] * 2, "item": [3, 4, 5, 6],
-                               "rank": [0, 1, 0, 1]})  # fmt: skip
+                               "rank": [0, 1, 0, 1], "score": [2.0, 1.0, 2.0, 1.0]})  # fmt: skip
     (case,) = build_cases(data, candidates, [0], {}, n_history=5, seed=1, split="valid")
     assert case.history == [0, 1] and case.target == 2 and case.retrieved == [3, 4]
     with pytest.raises(ValueError, match="split must be"):
