@@ -94,15 +94,8 @@ def recommend_retrieval_prompt(
     domain: str = "movie",
 ) -> str:  # fmt: skip
     """The *Recommend_Retrieval* instruction: the same, choosing only from a candidate list."""
-    noun_history, noun, verb = _HISTORY_WORDS[domain]
-    lines = [f"The user's {noun_history} history, oldest first:"]
-    lines += [f"- {t}" for t in history_titles]
-    if keywords:
-        lines.append(f"The user's preferences: {', '.join(keywords)}.")
-    if len(candidate_titles) > len(CANDIDATE_LABELS):
-        raise ValueError(f"at most {len(CANDIDATE_LABELS)} candidates can be labelled, not {len(candidate_titles)}")
-    lines.append(f"Candidate {noun}:")
-    lines += [f"{label}. {t}" for label, t in zip(CANDIDATE_LABELS, candidate_titles, strict=False)]
+    _, noun, verb = _HISTORY_WORDS[domain]
+    lines = _history_and_candidates(history_titles, candidate_titles, keywords, domain)
     lines.append(
         f"From the candidates only, recommend {n} {noun} the user is likely to have {verb} next, "
         "one per line with its letter."
@@ -110,20 +103,28 @@ def recommend_retrieval_prompt(
     return "\n".join(lines)
 
 
+def _history_and_candidates(
+    history_titles: Sequence[str], candidate_titles: Sequence[str], keywords: Sequence[str], domain: str
+) -> list[str]:
+    """The lines both candidate prompts share: history, preferences, the lettered candidates."""
+    noun_history, noun, _ = _HISTORY_WORDS[domain]
+    if len(candidate_titles) > len(CANDIDATE_LABELS):
+        raise ValueError(f"at most {len(CANDIDATE_LABELS)} candidates can be labelled, not {len(candidate_titles)}")
+    lines = [f"The user's {noun_history} history, oldest first:", *(f"- {t}" for t in history_titles)]
+    if keywords:
+        lines.append(f"The user's preferences: {', '.join(keywords)}.")
+    lines.append(f"Candidate {noun}:")
+    lines += [f"{label}. {t}" for label, t in zip(CANDIDATE_LABELS, candidate_titles, strict=False)]
+    return lines
+
+
 def rank_prompt(
     history_titles: Sequence[str], candidate_titles: Sequence[str], keywords: Sequence[str] = (), domain: str = "movie"
 ) -> str:
     """The ranking instruction of PALR-rank (palr_utils.ranking): one letter answers it, and the logits of the
     candidates' letters at that answer rank the whole list."""
-    noun_history, noun, verb = _HISTORY_WORDS[domain]
-    if len(candidate_titles) > len(CANDIDATE_LABELS):
-        raise ValueError(f"at most {len(CANDIDATE_LABELS)} candidates can be labelled, not {len(candidate_titles)}")
-    lines = [f"The user's {noun_history} history, oldest first:"]
-    lines += [f"- {t}" for t in history_titles]
-    if keywords:
-        lines.append(f"The user's preferences: {', '.join(keywords)}.")
-    lines.append(f"Candidate {noun}:")
-    lines += [f"{label}. {t}" for label, t in zip(CANDIDATE_LABELS, candidate_titles, strict=False)]
+    _, noun, verb = _HISTORY_WORDS[domain]
+    lines = _history_and_candidates(history_titles, candidate_titles, keywords, domain)
     singular = noun[:-1]
     lines.append(f"Which candidate {singular} is the user most likely to have {verb} next? Answer with its letter.")
     return "\n".join(lines)
