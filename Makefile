@@ -15,10 +15,11 @@ DATA_DIR ?=
 ARTIFACT_DIR ?=
 SEED ?= 42
 MISSING_TITLES ?= placeholder
+START_AT ?=
 # Optional: a PyTorch wheel index, e.g. the CPU-only one for a laptop without a GPU (see README).
 TORCH_INDEX ?=
 
-.PHONY: setup tutorial test lint lab clean-artifacts
+.PHONY: setup tutorial test test-unit test-integration lint lab clean-artifacts
 
 setup: $(STAMP)
 
@@ -35,10 +36,17 @@ $(STAMP): pyproject.toml Makefile
 tutorial: setup
 	$(BIN)/python -m palr_utils.runner --profile "$(PROFILE)" --dataset "$(DATASET)" \
 		--data-dir "$(DATA_DIR)" --artifact-dir "$(ARTIFACT_DIR)" --seed "$(SEED)" \
-		--missing-titles "$(MISSING_TITLES)"
+		--missing-titles "$(MISSING_TITLES)" $(if $(START_AT),--start-at "$(START_AT)",)
 
+# Every tier: unit (seconds), integration (real models, a few minutes), notebooks (the lessons on tiny).
 test: setup
 	$(BIN)/python -m pytest
+
+test-unit: setup
+	$(BIN)/python -m pytest -m unit
+
+test-integration: setup
+	$(BIN)/python -m pytest -m integration
 
 lint: setup
 	$(BIN)/ruff check palr_utils tests benchmarks notebooks

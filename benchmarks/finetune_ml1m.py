@@ -23,7 +23,7 @@ from common import load_benchmark_data, machine  # benchmarks/common.py (scripts
 from palr_utils.finetune import finetune, to_sft_dataset
 from palr_utils.instructions import build_instruction_examples, profile_history
 from palr_utils.io import write_json
-from palr_utils.llm import load_llm
+from palr_utils.llm import load_llm, template_tokens
 from palr_utils.retrieval import SASRec, train
 from palr_utils.retrieval.candidates import candidate_rows, top_k_after_histories, training_prefix
 from palr_utils.sampling import finetune_users
@@ -82,7 +82,7 @@ def main() -> None:
         candidates,
         "movie",
         count_tokens,
-        profile.finetune.max_length - 32,
+        profile.finetune.max_length - template_tokens(tokenizer),
     )
     lengths = [count_tokens(p + c) for p, c in zip(examples["prompt"], examples["completion"], strict=True)]
 

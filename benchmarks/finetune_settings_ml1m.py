@@ -30,7 +30,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from palr_utils.finetune import finetune, to_sft_dataset
 from palr_utils.instructions import build_instruction_examples
 from palr_utils.io import write_json
-from palr_utils.llm import load_tokenizer
+from palr_utils.llm import load_tokenizer, template_tokens
 from palr_utils.retrieval import SASRec
 from palr_utils.retrieval.candidates import candidate_rows, top_k_after_histories, training_prefix
 from palr_utils.sampling import finetune_users
@@ -71,7 +71,7 @@ def main() -> None:
     count_tokens = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
     examples = build_instruction_examples(
         data, processed.items, users, profile.instructions, config.seed, keywords, candidates, "movie",
-        count_tokens, profile.finetune.max_length - 32,
+        count_tokens, profile.finetune.max_length - template_tokens(tokenizer),
     )  # fmt: skip
     dataset = to_sft_dataset(examples, tokenizer)
     lengths = [count_tokens(p + c) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)]

@@ -6,10 +6,12 @@ The LLM stage of issue 13 on its own, without PALR_v1/v2 and without profiles (L
 
 1. preprocess as notebook 01; SASRec with the profile's settings for the data set, its checkpoint reused from
    benchmarks/sasrec.py when present (same folder, identity checked);
-2. candidates after every user's training prefix, validation and test histories (notebook 03's export);
-3. ranking examples from every user whose next training item is among their candidates; PALR-rank trained
-   with the listwise letter loss for at most ``--minutes``;
-4. the same seeded evaluation users as notebook 05: SASRec's order, chance (the shuffled list), PALR-rank alone,
+2. candidates after every user's validation and test histories (notebook 03's export);
+3. a second SASRec trained one step back (each user's last training item held out, ``--back-minutes``), whose
+   candidates after the shortened histories make the ranking examples (the full SASRec learned those answers);
+4. ranking examples from every user whose last training item is among those candidates; PALR-rank (parallel
+   candidates, listwise loss) trained for at most ``--minutes``;
+5. the same seeded evaluation users as notebook 05: SASRec's order, chance (the shuffled list), PALR-rank alone,
    and the fusion of both with the weight chosen on those users' *validation* cases; paired bootstrap
    intervals of every method's NDCG@10 minus SASRec's.
 
@@ -29,7 +31,6 @@ from common import data_name, load_benchmark_data, machine  # benchmarks/common.
 
 from palr_utils.constants import TEST, VALID
 from palr_utils.evaluation import (
-    Reranker,
     build_cases,
     choose_fusion_weight,
     delta_intervals,
@@ -40,12 +41,12 @@ from palr_utils.evaluation import (
     shuffled_records,
     summarize,
 )
-from palr_utils.finetune import finetune, to_sft_dataset
+from palr_utils.finetune import finetune
 from palr_utils.io import write_json, write_parquet
-from palr_utils.llm import format_prompt, load_finetuned, load_tokenizer
+from palr_utils.llm import format_prompt, load_finetuned, load_tokenizer, template_tokens
 from palr_utils.paths import project_root
-from palr_utils.ranking import build_rank_examples, listwise_trainer_class
-from palr_utils.rerank import label_token_ids
+from palr_utils.ranking import build_rank_examples, listwise_trainer_class, to_rank_dataset, verdict_token_ids
+from palr_utils.rerank import Reranker
 from palr_utils.retrieval import SASRec, train
 from palr_utils.retrieval.candidates import export_candidates
 from palr_utils.sampling import evaluation_users, finetune_users
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="custom")
     parser.add_argument("--minutes", type=float, default=None, help="training budget (default: the profile's)")
     parser.add_argument("--users", type=int, default=None, help="evaluated users (default: the profile's)")
+    parser.add_argument("--back-minutes", type=float, default=None,
+                        help="budget of the one-step-back SASRec (default: the profile's SASRec budget)")
     parser.add_argument("--work-dir", default="", help="default: artifacts/benchmarks/rank_<data>")
     parser.add_argument("--out", default="", help="default: benchmarks/results/rank_<data>_cpu.json")
     args = parser.parse_args()
@@ -81,19 +84,32 @@ def main() -> None:
     write_parquet(candidates, work / "candidates.parquet")
     stages["sasrec_and_candidates"] = time.perf_counter() - started
 
+    # PALR-rank's training candidates: SASRec trained one step back, which never saw the answers it lists
+    started = time.perf_counter()
+    back = data.one_step_back()
+    back_training = profile.sasrec_training if args.back_minutes is None else dataclasses.replace(
+        profile.sasrec_training, max_minutes=args.back_minutes
+    )  # fmt: skip
+    sasrec_back = SASRec(data.n_items, profile.sasrec)
+    back_history = train(sasrec_back, back, back_training,
+                         project_root() / "artifacts" / "benchmarks" / f"sasrec_{name}_one_step_back")  # fmt: skip
+    rank_candidates = export_candidates(sasrec_back, back, k=k, splits=(VALID,))
+    write_parquet(rank_candidates, work / "rank_candidates.parquet")
+    stages["one_step_back_sasrec"] = time.perf_counter() - started
+
     started = time.perf_counter()
     tokenizer = load_tokenizer(profile.llm)
     count_tokens = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
     domain = processed.info["domain"]
     rank_users = finetune_users(data.n_users, profile.rank_fraction, config.seed)
     examples = build_rank_examples(
-        data, processed.items, rank_users, candidates, k, n_history, n_targets, config.seed, None, domain,
-        profile.instructions.max_title_chars, count_tokens, spec.max_length - 32,
+        back, processed.items, rank_users, rank_candidates, k, n_history, config.seed, None, domain,
+        profile.instructions.max_title_chars, count_tokens, spec.max_length - template_tokens(tokenizer),
     )  # fmt: skip
-    letter_ids = label_token_ids(tokenizer, format_prompt(tokenizer, examples.iloc[0]["prompt"]), k)
+    verdict_ids = verdict_token_ids(tokenizer, format_prompt(tokenizer, examples.iloc[0]["prompt"]))
     result = finetune(
-        profile.llm, tokenizer, to_sft_dataset(examples, tokenizer), work / "palr_rank", spec, config.seed,
-        trainer_class=listwise_trainer_class(), trainer_kwargs={"letter_ids": letter_ids},
+        profile.llm, tokenizer, to_rank_dataset(examples, tokenizer), work / "palr_rank", spec, config.seed,
+        trainer_class=listwise_trainer_class(), trainer_kwargs={"verdict_ids": verdict_ids},
     )  # fmt: skip
     stages["rank_training"] = time.perf_counter() - started
     history = result.history
@@ -132,6 +148,11 @@ def main() -> None:
         "target_in_candidates": sum(c.target in c.retrieved for c in cases[TEST]) / len(users),
         "n_candidates": k,
         "n_rank_examples": len(examples),
+        # the retriever of the training examples: trained without each user's last training item
+        "one_step_back_sasrec": {"epochs": int(back_history["epoch"].max()) if len(back_history) else None,
+                                 "best_epoch": sasrec_back.best_epoch, "valid_ndcg@10": float(
+                                     back_history["val_ndcg@10"].max()) if len(back_history) else None,
+                                 "answer_in_candidates": len(examples) / len(rank_users)},
         "n_rank_users": len(rank_users),
         "rank_finetune": dataclasses.asdict(spec),
         "rank_epochs_done": float(history["epoch"].max()),

@@ -7,7 +7,6 @@ line cut short by the interruption is dropped on the next read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -18,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from palr_utils.io import StaleArtifactError, atomic_path, ensure_identity
+from palr_utils.hashing import sha256_hex
+from palr_utils.io import StaleArtifactError, atomic_path, ensure_identity, progress_bars_disabled
 
 SECONDS = "seconds"
 INPUT = "input_sha256"  # with check_inputs: the fingerprint of the input a record was made from
@@ -66,7 +66,7 @@ def append_jsonl(path: str | Path, records: list[dict]) -> None:
 def input_fingerprint(value: object) -> str:
     """A short hash of one input (a prompt, a case): a record is reused only for the very input it was made from."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return sha256_hex([text], length=16)
 
 
 def _refuse_changed_inputs(cached: pd.DataFrame, wanted: dict[int, str], key: str, cache_path: Path) -> None:
@@ -118,7 +118,8 @@ def resumable_map(
         _refuse_changed_inputs(cached, fingerprints, key, cache_path)
     done = set(cached[key].astype(int))
     todo = [(k, x) for k, x in zip(keys, inputs, strict=True) if k not in done]
-    for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch", disable=not todo):
+    bar_off = not todo or progress_bars_disabled()
+    for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch", disable=bar_off):
         chunk = todo[start : start + batch_size]
         started = time.perf_counter()
         records = work([x for _, x in chunk])

@@ -10,7 +10,6 @@ next to it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import warnings
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from palr_utils.io import atomic_path, ensure_identity, write_json
+from palr_utils.hashing import sha256_file, sha256_hex
+from palr_utils.io import atomic_path, ensure_identity, progress_bars_disabled, write_json
 from palr_utils.llm import LLMSpec, format_prompt, quantization_config_4bit, resolve_dtype, resolve_model_path
 
 ADAPTER_DIR = "adapter"
@@ -140,10 +140,8 @@ def _has_4bit_layers(model) -> bool:
 
 def dataset_fingerprint(dataset) -> str:
     """A hash of every prompt and completion: the same examples in the same order give the same hash."""
-    digest = hashlib.sha256()
-    for prompt, answer in zip(dataset["prompt"], dataset["completion"], strict=True):
-        digest.update(f"{len(prompt)}:{prompt}{len(answer)}:{answer}".encode())
-    return digest.hexdigest()
+    pairs = zip(dataset["prompt"], dataset["completion"], strict=True)
+    return sha256_hex(f"{len(prompt)}:{prompt}{len(answer)}:{answer}" for prompt, answer in pairs)
 
 
 def adapter_fingerprint(adapter_dir: str | Path) -> str:
@@ -151,7 +149,7 @@ def adapter_fingerprint(adapter_dir: str | Path) -> str:
     weights = sorted(Path(adapter_dir).glob("adapter_model.*"))
     if not weights:
         raise FileNotFoundError(f"no adapter weights in {adapter_dir}; run notebook 04 first")
-    return hashlib.sha256(weights[0].read_bytes()).hexdigest()
+    return sha256_file(weights[0])
 
 
 def run_identity(llm: LLMSpec, spec: FinetuneSpec, dataset, seed: int, objective: dict | None = None) -> dict:
@@ -235,6 +233,7 @@ def finetune(
         bf16=dtype == torch.bfloat16 or llm.load_in_4bit,
         use_cpu=not torch.cuda.is_available(),
         report_to="none",
+        disable_tqdm=True if progress_bars_disabled() else None,
         seed=seed,
         model_init_kwargs=_model_init_kwargs(llm, dtype),
     )
@@ -251,6 +250,10 @@ def finetune(
         quantization_config=quantization_config_4bit() if llm.load_in_4bit else None,
         callbacks=[_time_budget_callback(spec.max_minutes)] if spec.max_minutes else None,
     )
+    if progress_bars_disabled():  # executed notebooks: no line per step (the log history keeps every loss)
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     quantized = _has_4bit_layers(trainer.model)
     trainer.train(resume_from_checkpoint=last_complete_checkpoint(output_dir))
     if trainer.is_world_process_zero():  # under accelerate launch, one process writes

@@ -83,6 +83,12 @@ def write_metrics(artifact_dir: str | Path, notebook_stem: str, metrics: Mapping
     return write_json(flat, Path(artifact_dir) / METRICS_DIR / f"{notebook_stem}.json")
 
 
+def progress_bars_disabled() -> bool:
+    """True where progress bars would be noise: ``TQDM_DISABLE`` is set, as the runner does for the notebooks it
+    executes (a saved notebook would show each bar frozen at its first state)."""
+    return bool(os.environ.get("TQDM_DISABLE"))
+
+
 def read_metrics(artifact_dir: str | Path, notebook_stem: str) -> dict[str, object]:
     """Read the metrics a notebook recorded (see :func:`write_metrics`)."""
     path = Path(artifact_dir) / METRICS_DIR / f"{notebook_stem}.json"

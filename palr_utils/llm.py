@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from palr_utils.devices import cpu_supports_bf16
 from palr_utils.io import atomic_path
 from palr_utils.paths import project_root
 
@@ -93,14 +94,6 @@ def smollm2_folder(cache_dir: str | Path | None = None) -> Path:
         log.info("Converting %s into %s (once)", SMOLLM2_GGUF, folder)
         convert_gguf(smollm2_gguf_path(), folder)
     return folder
-
-
-def cpu_supports_bf16() -> bool:
-    """bf16 matmuls are fast on CPUs with AVX512-BF16 or AMX; elsewhere they are emulated and slow."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -177,6 +170,15 @@ def format_prompt(tokenizer, user_message: str, system: str | None = None, answe
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + answer_prefix
     prefix = f"{system}\n\n" if system else ""
     return f"{prefix}{user_message}\n{answer_prefix}"
+
+
+def template_tokens(tokenizer, system: str | None = None) -> int:
+    """How many tokens the chat template (and the end-of-sequence token training appends) adds to a prompt and
+    its answer: fit examples to ``max_length - template_tokens(tokenizer)`` tokens, counted without it."""
+    message = "a"
+    bare = len(tokenizer(message, add_special_tokens=False).input_ids)
+    templated = len(tokenizer(format_prompt(tokenizer, message, system), add_special_tokens=False).input_ids)
+    return templated - bare + 1
 
 
 class FirstTokenAmong:

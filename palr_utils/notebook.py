@@ -12,6 +12,16 @@ from palr_utils.profiles import RunConfig, resolve_config
 DATA_SOURCE_FILE = "data_source.json"
 
 
+def show_source(*objects) -> object:
+    """The source code of functions or classes from the package, highlighted, for a lesson to read before it
+    calls them: what the cell shows is what runs, so lesson and package cannot drift apart."""
+    import inspect
+
+    from IPython.display import Code
+
+    return Code("\n\n".join(inspect.getsource(obj) for obj in objects), language="python")
+
+
 def data_source(config: RunConfig) -> dict:
     """Which data an artifact folder's results come from: the folder of custom data, the seed of synthetic data
     (verified downloads are the same data wherever they are cached)."""

@@ -118,13 +118,19 @@ def _history_and_candidates(
     return lines
 
 
-def rank_prompt(
-    history_titles: Sequence[str], candidate_titles: Sequence[str], keywords: Sequence[str] = (), domain: str = "movie"
-) -> str:
-    """The ranking instruction of PALR-rank (palr_utils.ranking): one letter answers it, and the logits of the
-    candidates' letters at that answer rank the whole list."""
-    _, noun, verb = _HISTORY_WORDS[domain]
-    lines = _history_and_candidates(history_titles, candidate_titles, keywords, domain)
-    singular = noun[:-1]
-    lines.append(f"Which candidate {singular} is the user most likely to have {verb} next? Answer with its letter.")
+def rank_prompt(history_titles: Sequence[str], keywords: Sequence[str] = (), domain: str = "movie") -> str:
+    """The question PALR-rank (palr_utils.ranking) answers for every candidate: the history, the preferences and
+    the instruction. The candidates are not listed here: each is appended after the prompt as its own
+    :func:`rank_candidate` line, and reads the prompt but not the other candidates."""
+    noun_history, noun, verb = _HISTORY_WORDS[domain]
+    lines = [f"The user's {noun_history} history, oldest first:", *(f"- {t}" for t in history_titles)]
+    if keywords:
+        lines.append(f"The user's preferences: {', '.join(keywords)}.")
+    question = f"answer Yes if the user is likely to have {verb} it next, No otherwise."
+    lines.append(f"For each candidate {noun[:-1]}, {question}")
     return "\n".join(lines)
+
+
+def rank_candidate(title: str) -> str:
+    """One candidate's line after the ranking prompt; the model's next token, Yes or No, is its verdict."""
+    return f"{title}:"

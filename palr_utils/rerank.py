@@ -1,4 +1,4 @@
-"""PALR's last step: the fine-tuned LLM re-ranks the retriever's candidates.
+"""PALR's last step: the fine-tuned LLM re-ranks the retriever's candidates (:class:`Reranker`).
 
 * **Generation** (as in the paper): the model reads the *Recommend_Retrieval*
   prompt and writes "C. title" lines. Each line is mapped back to a candidate by
@@ -25,7 +25,10 @@ import numpy as np
 import torch
 from rapidfuzz import fuzz, process, utils
 
-from palr_utils.prompts import CANDIDATE_LABELS
+from palr_utils.instructions import shorten
+from palr_utils.llm import format_prompt, generate
+from palr_utils.prompts import CANDIDATE_LABELS, rank_prompt, recommend_prompt, recommend_retrieval_prompt
+from palr_utils.ranking import rank_scores
 
 _LINE = re.compile(r"^\s*(?:[-*•]\s*)?(?:(?P<label>[A-Za-z])[.)]\s+|\d+[.)]\s*)?(?P<title>.*?)\s*$")
 MATCH_CUTOFF = 88.0  # rapidfuzz ratio out of 100; below this a line names no known item
@@ -185,3 +188,112 @@ def calibrated_scores(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
     if len(scores) > len(prior):
         raise ValueError(f"{len(scores)} letters to rank, but the prior covers only {len(prior)}")
     return letter_log_probs(scores) - prior[: len(scores)]
+
+
+K = 10  # the length of every final list
+
+
+@dataclass
+class EvalCase:
+    """Everything one user's re-ranking needs, built once and shared by every method."""
+
+    user: int
+    target: int
+    history: list[int]  # the most recent items before the test item (training + validation)
+    retrieved: list[int]  # the retriever's top candidates, best first
+    listed: list[int]  # the same candidates in the order the prompt lists them (shuffled, seeded)
+    seen: set[int]
+    keywords: list[str]
+    # the retriever's score of each candidate, in the order of ``listed`` (fusion adds them to the LLM's)
+    listed_scores: list[float] = field(default_factory=list)
+
+
+class Reranker:
+    """Prompts, generation and matching for one model, over :class:`EvalCase` objects."""
+
+    def __init__(self, tokenizer, model, titles: Sequence[str], domain: str = "movie", max_title_chars: int = 60):
+        self.tokenizer, self.model, self.domain = tokenizer, model, domain
+        self.titles = [shorten(t, max_title_chars) for t in titles]
+
+    def _format(self, prompt: str) -> str:
+        return format_prompt(self.tokenizer, prompt)
+
+    def v1_prompt(self, case: EvalCase) -> str:
+        return self._format(recommend_prompt([self.titles[i] for i in case.history], K, case.keywords, self.domain))
+
+    def v2_prompt(self, case: EvalCase) -> str:
+        return self._format(recommend_retrieval_prompt(
+            [self.titles[i] for i in case.history], [self.titles[i] for i in case.listed], K, case.keywords,
+            self.domain,
+        ))  # fmt: skip
+
+    def rank_prompt(self, case: EvalCase) -> str:
+        """PALR-rank's prompt (each candidate's line follows it, see palr_utils.ranking)."""
+        return self._format(rank_prompt([self.titles[i] for i in case.history], case.keywords, self.domain))
+
+    def score_rank(self, cases: list[EvalCase]) -> list[dict]:
+        """PALR-rank: each case's candidates ranked by their scores, all in one forward pass; the scores'
+        log-softmax is kept (in the listed order) so that fusion with the retriever needs no second pass."""
+        rows = rank_scores(self.tokenizer, self.model, [self.rank_prompt(c) for c in cases],
+                           [[self.titles[i] for i in c.listed] for c in cases])  # fmt: skip
+        records = []
+        for case, row in zip(cases, rows, strict=True):
+            log_probs = letter_log_probs(row)
+            order = [case.listed[j] for j in np.argsort(-log_probs, kind="stable")]
+            records.append({"final": order[:K], "rank": rank_in_list(case.target, order[:K]),
+                            "log_probs": [round(float(v), 6) for v in log_probs]})  # fmt: skip
+        return records
+
+    def generate_v1(self, cases: list[EvalCase], max_new_tokens: int) -> list[dict]:
+        outputs = generate(self.tokenizer, self.model, [self.v1_prompt(c) for c in cases], max_new_tokens)
+        records = []
+        for case, text in zip(cases, outputs, strict=True):
+            allowed = [i for i in range(len(self.titles)) if i not in case.seen]  # the whole unseen catalogue
+            parsed = match_answer(text, allowed, self.titles, seen=case.seen)
+            records.append(_record(case, text, parsed.items, parsed))
+        return records
+
+    def generate_v2(self, cases: list[EvalCase], max_new_tokens: int) -> list[dict]:
+        """Generated "letter. title" answers; the first token must be one of the case's candidate letters,
+        so the answer cannot drift into the other task's format ("1. title") that PALR_v2 also learned."""
+        prompts = [self.v2_prompt(c) for c in cases]
+        letter_ids = label_token_ids(self.tokenizer, prompts[0], max(len(c.listed) for c in cases))
+        first_ids = [letter_ids[: len(c.listed)] for c in cases]
+        outputs = generate(self.tokenizer, self.model, prompts, max_new_tokens, first_token_ids=first_ids)
+        records = []
+        for case, text in zip(cases, outputs, strict=True):
+            labels = dict(zip(CANDIDATE_LABELS, case.listed, strict=False))
+            parsed = match_answer(text, case.listed, self.titles, labels, seen=case.seen)
+            records.append(_record(case, text, parsed.items, parsed))
+        return records
+
+    def letter_scores_v2(self, cases: list[EvalCase]) -> list[np.ndarray]:
+        """Each case's next-token logits of its candidates' letters after the *Recommend_Retrieval* prompt."""
+        return letter_scores(self.tokenizer, self.model, [self.v2_prompt(c) for c in cases],
+                             [len(c.listed) for c in cases])  # fmt: skip
+
+    def letter_prior_v2(self, cases: list[EvalCase], batch_size: int) -> np.ndarray:
+        """The mean log-probability of each letter over these cases' prompts (use validation cases)."""
+        rows = [row for start in range(0, len(cases), batch_size)
+                for row in self.letter_scores_v2(cases[start : start + batch_size])]  # fmt: skip
+        return letter_prior(rows)
+
+    def score_v2_fast(self, cases: list[EvalCase], prior: np.ndarray | None = None) -> list[dict]:
+        """Rank all candidates by their letters' logits; with a ``prior``, by the calibrated log-probabilities."""
+        scores = self.letter_scores_v2(cases)
+        if prior is not None:
+            scores = [calibrated_scores(row, prior) for row in scores]
+        records = []
+        for case, row in zip(cases, scores, strict=True):
+            order = [case.listed[j] for j in np.argsort(-row, kind="stable")]
+            records.append({"final": order[:K], "rank": rank_in_list(case.target, order[:K])})
+        return records
+
+
+def _record(case: EvalCase, text: str, items: list[int], parsed) -> dict:
+    final = backfill(items, case.retrieved, K)
+    return {
+        "final": final, "rank": rank_in_list(case.target, final), "raw_output": text, "n_lines": parsed.n_lines,
+        "n_matched": len(items), "n_hallucinated": parsed.n_hallucinated, "n_duplicates": parsed.n_duplicates,
+        "n_seen": parsed.n_seen,
+    }  # fmt: skip

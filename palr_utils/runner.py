@@ -4,25 +4,82 @@ Usage::
 
     python -m palr_utils.runner --profile tiny
     python -m palr_utils.runner --profile cpu --dataset custom --data-dir ../shared/data/ml-1m
+    python -m palr_utils.runner --profile tiny --start-at 03_sasrec_retrieval   # after fixing a failure
+
+Each notebook reports its wall time and a few headline numbers as it finishes. A failing notebook stops the
+run with a short summary (the cell, the error, where the executed copy and the full traceback are, and the
+command that resumes from it) instead of a page of traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import time
 from pathlib import Path
 
+# papermill imports tqdm now, before run_notebooks silences progress bars for the kernels it starts: the
+# runner's own cell counter keeps working, and executed notebooks carry no frozen "0%|" bars.
 import papermill
+from papermill.exceptions import PapermillExecutionError
 
 from palr_utils.constants import NOTEBOOKS
 from palr_utils.data.custom import MISSING_TITLE_POLICIES
+from palr_utils.io import read_metrics
 from palr_utils.paths import project_root
 from palr_utils.profiles import parse_seed, resolve_config
+
+QUIET_KERNEL_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook stopped with an error; the message says where, why and how to go on."""
 
 
 def present_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:
     """The tutorial notebooks that exist, in teaching order."""
     notebooks_dir = Path(notebooks_dir or project_root() / "notebooks")
     return [notebooks_dir / f"{stem}.ipynb" for stem in NOTEBOOKS if (notebooks_dir / f"{stem}.ipynb").exists()]
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the kernels started inside the block, and restore them after."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def headline(metrics: dict, n: int = 4) -> str:
+    """A few numbers worth printing when a notebook ends: test NDCG@10 of each method when there are any,
+    otherwise the first counts."""
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    chosen = [k for k in numbers if k.endswith("test_ndcg@10")] or list(numbers)
+    return ", ".join(f"{k} {numbers[k]:.4g}" for k in chosen[:n])
+
+
+def _failure_summary(error: PapermillExecutionError, notebook: Path, executed: Path, log: Path, resume: str) -> str:
+    message = _ANSI.sub("", str(error.evalue)).strip()
+    if len(message) > 800:
+        message = message[:800] + " ..."
+    return (
+        f"{notebook.stem} stopped in cell [{error.exec_count}] with {error.ename}: {message}\n"
+        f"  executed copy (the failing cell is marked): {executed}\n"
+        f"  full traceback: {log}\n"
+        f"  after fixing it, resume from this notebook: {resume}"
+    )
 
 
 def run_notebooks(
@@ -33,11 +90,14 @@ def run_notebooks(
     seed: int = 42,
     notebooks: list[Path] | None = None,
     missing_titles: str = "placeholder",
+    start_at: str | None = None,
+    progress: bool = False,
 ) -> Path:
     """Run each notebook with the same parameters; executed copies go to ``ARTIFACT_DIR/executed``.
 
-    Returns the artifact directory. A failing notebook stops the run (papermill
-    raises and still writes the executed copy, so the failing cell can be read).
+    Returns the artifact directory. ``start_at`` (a notebook's name) skips the ones before it, whose results
+    are on disk. A failing notebook raises :class:`NotebookFailed` (its executed copy and a log of the full
+    traceback are kept). ``progress`` shows papermill's cell counter.
     """
     config = resolve_config(profile, dataset, data_dir, artifact_dir, seed)
     parameters = {
@@ -49,18 +109,35 @@ def run_notebooks(
     }
     executed_dir = config.artifact_dir / "executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
-    for notebook in notebooks if notebooks is not None else present_notebooks():
+    notebooks = notebooks if notebooks is not None else present_notebooks()
+    if start_at is not None:
+        stems = [n.stem for n in notebooks]
+        if start_at not in stems:
+            raise ValueError(f"start_at={start_at!r} is not one of the notebooks: {stems}")
+        notebooks = notebooks[stems.index(start_at) :]
+    for number, notebook in enumerate(notebooks, start=1):
         # only notebook 01 reads the raw data, so only it takes the missing-titles choice
         extra = {"MISSING_TITLES": missing_titles} if notebook.stem == NOTEBOOKS[0] else {}
-        print(f"Running {notebook.name} with {parameters | extra}", flush=True)
-        papermill.execute_notebook(
-            str(notebook),
-            str(executed_dir / notebook.name),
-            parameters=parameters | extra,
-            cwd=str(project_root()),
-            kernel_name="python3",
-            progress_bar=False,
-        )
+        print(f"[{number}/{len(notebooks)}] {notebook.stem} ({profile}, {config.dataset}) ...", flush=True)
+        executed, started = executed_dir / notebook.name, time.perf_counter()
+        try:
+            with _environment(QUIET_KERNEL_ENV):
+                papermill.execute_notebook(
+                    str(notebook), str(executed), parameters=parameters | extra, cwd=str(project_root()),
+                    kernel_name="python3", progress_bar=progress,
+                )  # fmt: skip
+        except PapermillExecutionError as error:
+            log = executed.with_suffix(".error.log")
+            log.write_text(_ANSI.sub("", "\n".join(error.traceback)) + "\n")
+            resume = (
+                f"make tutorial PROFILE={profile} DATASET={config.dataset} DATA_DIR={config.data_dir} "
+                f"ARTIFACT_DIR={config.artifact_dir} SEED={config.seed} START_AT={notebook.stem}"
+            )
+            raise NotebookFailed(_failure_summary(error, notebook, executed, log, resume)) from None
+        minutes = (time.perf_counter() - started) / 60
+        metrics_file = config.metrics_dir / f"{notebook.stem}.json"
+        numbers = headline(read_metrics(config.artifact_dir, notebook.stem)) if metrics_file.exists() else ""
+        print(f"      done in {minutes:.1f} min{': ' + numbers if numbers else ''}", flush=True)
     return config.artifact_dir
 
 
@@ -77,11 +154,23 @@ def main() -> None:
         "--missing-titles", default="placeholder", choices=list(MISSING_TITLE_POLICIES),
         help="custom data: what to do with items that have no title",
     )  # fmt: skip
+    parser.add_argument("--start-at", default=None, choices=list(NOTEBOOKS), help="skip the notebooks before this one")
     args = parser.parse_args()
-    out = run_notebooks(
-        args.profile, args.dataset, args.data_dir, args.artifact_dir, args.seed, missing_titles=args.missing_titles
-    )
-    print(f"Done. Executed notebooks and artifacts are in {out}")
+    started = time.perf_counter()
+    try:
+        out = run_notebooks(
+            args.profile, args.dataset, args.data_dir, args.artifact_dir, args.seed,
+            missing_titles=args.missing_titles, start_at=args.start_at, progress=True,
+        )  # fmt: skip
+    except NotebookFailed as failure:
+        print(f"\nFAILED: {failure}", file=sys.stderr)
+        sys.exit(1)
+    print(f"\nDone in {(time.perf_counter() - started) / 60:.1f} min.")
+    print(f"  executed notebooks: {out / 'executed'}  (open them with `make lab`)")
+    print(f"  metrics:            {out / 'metrics'}")
+    evaluation = out / "metrics" / f"{NOTEBOOKS[-1]}.json"
+    if evaluation.exists():
+        print(f"  headline:           {headline(json.loads(evaluation.read_text()), n=8)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Shared fixtures: small hand-made data sets, written in each supported format."""
+"""Shared fixtures (small hand-made data sets, written in each supported format) and the test tiers.
+
+Tiers (``pytest -m unit``, ``-m integration``, ``-m notebooks``): a test marked ``integration`` loads a real model,
+trains one or starts a Jupyter kernel (seconds to a minute each); ``notebooks`` executes the lessons with
+papermill (minutes); every other test is ``unit`` (milliseconds, pure logic) and is marked so here.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,12 @@ import pandas as pd
 import pytest
 
 from palr_utils.constants import ITEM, TIMESTAMP, USER
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in ("integration", "notebooks")):
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture

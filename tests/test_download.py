@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import palr_utils.data as data_module
-from palr_utils.data.download import DownloadError, RemoteFile, fetch, sha256_of
+from palr_utils.data.download import DownloadError, RemoteFile, fetch
+from palr_utils.hashing import sha256_file
 from palr_utils.profiles import resolve_config
 
 
@@ -45,7 +46,7 @@ def _cache_files(cache: Path) -> list[str]:
 def test_verified_download_is_cached(server, tmp_path):
     root, url = server
     (root / "file.bin").write_bytes(b"real data")
-    remote = RemoteFile(f"{url}/file.bin", "file.bin", sha256_of(root / "file.bin"))
+    remote = RemoteFile(f"{url}/file.bin", "file.bin", sha256_file(root / "file.bin"))
     cache = tmp_path / "cache"
     assert fetch(remote, cache, progressbar=False).read_bytes() == b"real data"
     (root / "file.bin").unlink()  # a second call must not need the server
@@ -65,7 +66,7 @@ def test_corrupt_download_is_discarded_and_raises(server, tmp_path):
 def test_corrupted_cache_is_replaced_by_a_fresh_download(server, tmp_path):
     root, url = server
     (root / "file.bin").write_bytes(b"real data")
-    remote = RemoteFile(f"{url}/file.bin", "file.bin", sha256_of(root / "file.bin"))
+    remote = RemoteFile(f"{url}/file.bin", "file.bin", sha256_file(root / "file.bin"))
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "file.bin").write_bytes(b"bit rot")
@@ -96,7 +97,7 @@ def test_unpublished_checksum_checks_gzip_then_pins_the_hash(server, tmp_path):
 
     (root / "reviews.json.gz").write_bytes(good)
     path = fetch(remote, cache, progressbar=False)
-    assert (cache / "reviews.json.gz.sha256").read_text().strip() == sha256_of(path)
+    assert (cache / "reviews.json.gz.sha256").read_text().strip() == sha256_file(path)
     path.write_bytes(b"tampered")  # later corruption is caught by the pinned hash
     assert fetch(remote, cache, progressbar=False).read_bytes() == good
 
@@ -106,7 +107,7 @@ def test_ml_1m_is_downloaded_unpacked_and_parsed(server, tmp_path, movielens_dir
     with zipfile.ZipFile(root / "ml-1m.zip", "w") as bundle:
         for path in movielens_dir.iterdir():
             bundle.write(path, f"ml-1m/{path.name}")
-    remote = RemoteFile(f"{url}/ml-1m.zip", "ml-1m.zip", sha256_of(root / "ml-1m.zip"))
+    remote = RemoteFile(f"{url}/ml-1m.zip", "ml-1m.zip", sha256_file(root / "ml-1m.zip"))
     monkeypatch.setattr(data_module, "ML_1M_ZIP", remote)
     config = resolve_config("cpu", "ml-1m", str(tmp_path / "cache"), str(tmp_path / "out"))
     raw = data_module.load_raw_dataset(config)

@@ -22,10 +22,10 @@ from palr_utils.data import DataFormatError, load_raw_dataset, preprocess
 from palr_utils.data.beauty import load_beauty
 from palr_utils.data.custom import load_custom
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import write_synthetic
+from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
 from palr_utils.io import StaleArtifactError, atomic_path
 from palr_utils.notebook import claim_artifact_dir
-from palr_utils.profiles import SyntheticSpec, parse_seed, resolve_config
+from palr_utils.profiles import parse_seed, resolve_config
 from palr_utils.rerank import match_answer
 from palr_utils.retrieval import SASRec, SequenceData, TrainingConfig, train
 from palr_utils.retrieval.sasrec import SASRecConfig

@@ -133,21 +133,21 @@ def test_a_run_with_other_examples_or_settings_is_refused_not_reused(tiny_llama,
         finetune(llm, tokenizer, to_sft_dataset(_rows(), tokenizer), tmp_path, FinetuneSpec(max_steps=1, lora_r=4))
 
 
-def test_the_listwise_trainer_trains_on_letters_and_is_part_of_the_run_identity(tiny_llama, tokenizer, tmp_path):
-    from palr_utils.ranking import listwise_trainer_class
-    from palr_utils.rerank import label_token_ids
+def test_the_listwise_trainer_ranks_parallel_candidates_and_is_part_of_its_identity(tiny_llama, tokenizer, tmp_path):
+    from palr_utils.ranking import listwise_trainer_class, to_rank_dataset, verdict_token_ids
 
     rows = pd.DataFrame({
-        "prompt": [f"History: Movie {i}\nCandidates:\nA. x\nB. y\nC. z\nD. w\nWhich one?" for i in range(8)],
-        "completion": ["ABCD"[i % 4] for i in range(8)],
+        "prompt": [f"History: Movie {i}\nFor each candidate movie, answer Yes or No." for i in range(8)],
+        "candidate_titles": [["Alpha (1990)", "Beta (1991)", "Gamma (1992)", "Delta (1993)"]] * 8,
+        "answer": [i % 4 for i in range(8)],
     })  # fmt: skip
-    dataset = to_sft_dataset(rows, tokenizer)
-    letter_ids = label_token_ids(tokenizer, dataset[0]["prompt"], 4)
+    dataset = to_rank_dataset(rows, tokenizer)
+    verdict_ids = verdict_token_ids(tokenizer, dataset[0]["prompt"])
     llm, spec = LLMSpec(str(tiny_llama), dtype="float32"), FinetuneSpec(max_steps=3, batch_size=4, max_length=128)
     result = finetune(llm, tokenizer, dataset, tmp_path, spec, trainer_class=listwise_trainer_class(),
-                      trainer_kwargs={"letter_ids": letter_ids})  # fmt: skip
+                      trainer_kwargs={"verdict_ids": verdict_ids})  # fmt: skip
     losses = result.history["loss"]
     assert len(losses) == 3 and losses.notna().all()
-    assert abs(losses.iloc[0] - np.log(4)) < 1.0  # a random model is close to a uniform guess among 4 letters
+    assert abs(losses.iloc[0] - np.log(4)) < 1.0  # a random model is close to a uniform guess among 4 candidates
     with pytest.raises(StaleArtifactError, match="objective"):  # the usual loss over the same folder is refused
         finetune(llm, tokenizer, dataset, tmp_path, spec)

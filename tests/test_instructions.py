@@ -5,7 +5,7 @@ import pytest
 from palr_utils.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, USER
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import write_synthetic
+from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
 from palr_utils.instructions import (
     RECOMMEND_RETRIEVAL,
     InstructionSpec,
@@ -17,7 +17,6 @@ from palr_utils.instructions import (
     shorten,
     swap_history_and_label,
 )
-from palr_utils.profiles import SyntheticSpec
 from palr_utils.retrieval import SequenceData
 from palr_utils.sampling import finetune_users
 

@@ -87,7 +87,8 @@ def test_unreachable_hub_id_names_the_offline_alternatives(monkeypatch):
 
 
 def test_bf16_only_where_the_cpu_supports_it():
-    from palr_utils.llm import cpu_supports_bf16, resolve_dtype
+    from palr_utils.devices import cpu_supports_bf16
+    from palr_utils.llm import resolve_dtype
 
     expected = torch.bfloat16 if cpu_supports_bf16() else torch.float32
     if not torch.cuda.is_available():

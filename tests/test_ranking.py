@@ -1,4 +1,5 @@
-"""PALR-rank: ranking examples from training prefixes, the listwise loss, fusion and its weight, intervals."""
+"""PALR-rank: ranking examples from training prefixes, parallel candidates (mask, equivalence with one candidate
+at a time), the listwise loss, fusion and its weight, intervals."""
 
 from __future__ import annotations
 
@@ -9,16 +10,47 @@ import pandas as pd
 import pytest
 import torch
 
-from palr_utils.constants import ITEM, SPLIT, TITLE, USER
+from palr_utils.constants import ITEM, SPLIT, TITLE, USER, VALID
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import write_synthetic
+from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
 from palr_utils.evaluation import EvalCase, choose_fusion_weight, delta_intervals, fused_records, retriever_records
-from palr_utils.profiles import SyntheticSpec
-from palr_utils.prompts import CANDIDATE_LABELS
-from palr_utils.ranking import answer_positions, build_rank_examples, fusion_scores, listwise_letter_loss
+from palr_utils.llm import format_prompt
+from palr_utils.prompts import rank_candidate
+from palr_utils.ranking import (
+    build_rank_examples,
+    candidate_attention_mask,
+    collate_candidates,
+    encode_candidates,
+    fusion_scores,
+    listwise_loss,
+    rank_scores,
+    verdict_token_ids,
+)
 from palr_utils.retrieval import SequenceData
-from palr_utils.retrieval.candidates import RANK, training_prefix
+from palr_utils.retrieval.candidates import RANK
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from palr_utils.llm import smollm2_folder
+
+    return AutoTokenizer.from_pretrained(smollm2_folder())
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tokenizer):
+    """A randomly initialised two-layer LLaMA with SmolLM2's vocabulary, in float32 (exact comparisons)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return tokenizer, LlamaForCausalLM(config).eval()
 
 
 @pytest.fixture(scope="module")
@@ -31,57 +63,108 @@ def synthetic():
     return processed, SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
 
 
-def _prefix_candidates(data: SequenceData, users, n_targets: int, k: int, hit_every: int = 2) -> pd.DataFrame:
-    """Candidates after each training prefix; every ``hit_every``-th user's next item is among them."""
+def _back_candidates(back: SequenceData, users, k: int, hit_every: int = 2) -> pd.DataFrame:
+    """Validation candidates of data one step back; every ``hit_every``-th user's answer is among them."""
     rows = []
     for user in users:
-        prefix, following = training_prefix(data.train[user], n_targets)
-        pool = [i for i in range(data.n_items) if i not in set(data.train[user]) | {data.valid[user], data.test[user]}]
+        answer = int(back.valid[user])
+        pool = [i for i in range(back.n_items) if i not in set(back.train[user]) | {answer}]
         shortlist = pool[:k]
         if user % hit_every == 0:
-            shortlist = [int(following[0]), *[i for i in shortlist if i != following[0]][: k - 1]]
-        rows += [{USER: user, SPLIT: "train", RANK: r, ITEM: i, "score": float(k - r)} for r, i in enumerate(shortlist)]
+            shortlist = [answer, *shortlist[: k - 1]]
+        rows += [{USER: user, SPLIT: VALID, RANK: r, ITEM: i, "score": float(k - r)} for r, i in enumerate(shortlist)]
     return pd.DataFrame(rows)
 
 
-def test_rank_examples_answer_with_the_letter_of_the_next_item_and_leak_nothing(synthetic):
+def test_one_step_back_holds_out_each_last_training_item():
+    data = SequenceData(2, 9, [np.array([1, 2, 3]), np.array([4, 5])], np.array([6, 7]), np.array([8, 0]))
+    back = data.one_step_back()
+    assert [t.tolist() for t in back.train] == [[1, 2], [4]]
+    assert back.valid.tolist() == [3, 5] and back.test.tolist() == [6, 7]
+    with pytest.raises(ValueError, match="fewer than 2 training items"):
+        back.one_step_back()
+
+
+def test_rank_examples_answer_with_the_last_training_item_and_leak_nothing(synthetic):
     processed, data = synthetic
+    back = data.one_step_back()
     users = list(range(data.n_users))
-    candidates = _prefix_candidates(data, users, n_targets=3, k=8)
+    candidates = _back_candidates(back, users, k=8)
     titles = processed.items.set_index(ITEM)[TITLE]
-    profiles = {u: [titles[int(training_prefix(data.train[u], 3)[1][0])].lower(), "comedy"] for u in users}
-    examples = build_rank_examples(data, processed.items, users, candidates, 8, 5, 3, seed=1, profiles=profiles)
+    profiles = {u: [titles[int(data.train[u][-1])].lower(), "comedy"] for u in users}
+    examples = build_rank_examples(back, processed.items, users, candidates, 8, 5, seed=1, profiles=profiles)
     assert sorted(examples[USER]) == [u for u in users if u % 2 == 0]  # only users whose answer is listed
     for _, example in examples.iterrows():
         user, (answer,) = example[USER], example["label"]
-        assert answer == int(training_prefix(data.train[user], 3)[1][0])
-        assert example["completion"] == CANDIDATE_LABELS[example["candidates"].index(answer)]
+        assert answer == int(data.train[user][-1])
+        assert example["history"] == data.train[user][:-1][-5:].tolist()
+        assert example["candidates"][example["answer"]] == answer
+        assert example["candidate_titles"] == [titles[i] for i in example["candidates"]]
         assert len(example["candidates"]) == 8
         assert not {data.valid[user], data.test[user]} & (set(example["candidates"]) | set(example["history"]))
-        assert f"{CANDIDATE_LABELS[7]}. " in example["prompt"] and "Answer with its letter." in example["prompt"]
+        assert titles[answer] not in example["prompt"]  # candidates are not in the prompt, they follow it
         assert "The user's preferences: comedy." in example["prompt"]  # the keyword naming the answer is gone
-    again = build_rank_examples(data, processed.items, users[::-1], candidates, 8, 5, 3, seed=1, profiles=profiles)
+    again = build_rank_examples(back, processed.items, users[::-1], candidates, 8, 5, seed=1, profiles=profiles)
     pd.testing.assert_frame_equal(examples, again.sort_values(USER).reset_index(drop=True))
 
 
-def test_listwise_loss_is_a_softmax_over_the_letters_only():
-    letter_ids = torch.tensor([10, 11, 12, 13])
-    uniform = torch.zeros(2, 50)
-    uniform[:, 30] = 100.0  # a token outside the letters has no say
-    answers = torch.tensor([11, 13])
-    assert listwise_letter_loss(uniform, answers, letter_ids).item() == pytest.approx(math.log(4))
-    confident = torch.zeros(2, 50)
-    confident[0, 11], confident[1, 13] = 20.0, 20.0
-    assert listwise_letter_loss(confident, answers, letter_ids).item() < 1e-6
-    with pytest.raises(ValueError, match="not one of the candidate letters"):
-        listwise_letter_loss(uniform, torch.tensor([11, 30]), letter_ids)
+def test_long_prompts_lose_their_oldest_history_items_until_prompt_and_candidates_fit(synthetic):
+    processed, data = synthetic
+    back = data.one_step_back()
+    users = list(range(0, data.n_users, 2))
+    candidates = _back_candidates(back, users, k=8)
+    words = lambda text: len(text.split())  # noqa: E731
+    full = build_rank_examples(back, processed.items, users, candidates, 8, 5, seed=1)
+    cut = build_rank_examples(back, processed.items, users, candidates, 8, 5, seed=1, count_tokens=words,
+                              max_tokens=words(full.iloc[0]["prompt"]) + 30)  # fmt: skip
+    assert (cut["history"].str.len() < full["history"].str.len()).any()
+    assert all(h == f[-len(h):] for h, f in zip(cut["history"], full["history"], strict=True))  # the newest stay
 
 
-def test_answer_positions_find_the_first_unmasked_label():
-    labels = torch.tensor([[-100, -100, 7, 2], [-100, 5, 2, -100]])
-    assert answer_positions(labels).tolist() == [2, 1]
-    with pytest.raises(ValueError, match="no answer token"):
-        answer_positions(torch.full((1, 3), -100))
+def test_the_mask_lets_each_candidate_read_the_prompt_and_itself_only():
+    segments = torch.tensor([[0, 0, 1, 1, 2, 2, -1]])  # a prompt of 2 tokens, 2 candidates of 2, one pad
+    allowed = candidate_attention_mask(segments)[0, 0] == 0
+    expected = torch.tensor([
+        [1, 0, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0, 0],
+        [1, 1, 0, 0, 1, 0, 0],  # candidate 2 does not see candidate 1
+        [1, 1, 0, 0, 1, 1, 0],
+        [1, 1, 0, 0, 0, 0, 1],  # the pad row sees something (no NaN); no real token sees the pad
+    ], dtype=torch.bool)  # fmt: skip
+    assert torch.equal(allowed, expected)
+
+
+def test_parallel_candidates_score_as_if_each_were_alone_after_the_prompt(tiny_llm):
+    tokenizer, model = tiny_llm
+    prompt = format_prompt(tokenizer, "History: Alpha (1990)\nFor each candidate movie, answer Yes or No.")
+    titles = ["Beta (1991)", "Gamma: The Long Title (1992)", "Delta (1993)"]
+    yes, no = verdict_token_ids(tokenizer, prompt)
+    alone = []
+    for title in titles:
+        ids = tokenizer(prompt + rank_candidate(title), add_special_tokens=False, return_tensors="pt").input_ids
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, -1]
+        alone.append((logits[yes] - logits[no]).item())
+    together = rank_scores(tokenizer, model, [prompt, prompt], [titles, titles[::-1][:2]])
+    np.testing.assert_allclose(together[0], alone, atol=1e-4)
+    np.testing.assert_allclose(together[1], alone[::-1][:2], atol=1e-4)  # order and padding change nothing
+
+
+def test_collated_batches_mark_empty_candidate_slots_and_the_loss_is_a_softmax_over_the_list(tokenizer):
+    prompt = "History: Alpha\n"
+    features = [encode_candidates(tokenizer, prompt, ["B", "C", "D"]), encode_candidates(tokenizer, prompt, ["E"])]
+    features[0]["answer"], features[1]["answer"] = 2, 0
+    batch = collate_candidates(features, pad_token_id=0)
+    assert batch["score_at"][1].tolist()[1:] == [-1, -1] and batch["answer"].tolist() == [2, 0]
+    prompt_length = len(tokenizer(prompt, add_special_tokens=False).input_ids)
+    first_line = batch["segments"][0] == 1
+    assert batch["position_ids"][0][first_line][0] == prompt_length  # every line starts where the prompt ends
+    assert batch["position_ids"][0][batch["segments"][0] == 3][0] == prompt_length
+    scores = torch.tensor([[0.0, 0.0, 0.0, 0.0], [5.0, float("-inf"), float("-inf"), float("-inf")]])
+    loss = listwise_loss(scores, torch.tensor([2, 0]))
+    assert loss.item() == pytest.approx(math.log(4) / 2, abs=1e-4)  # uniform over 4, certain of the only one
 
 
 def _cases():

@@ -7,7 +7,6 @@ import torch
 
 from palr_utils.evaluation import (
     EvalCase,
-    Reranker,
     build_cases,
     rerank_identity,
     retriever_records,
@@ -18,6 +17,7 @@ from palr_utils.evaluation import (
 from palr_utils.io import StaleArtifactError
 from palr_utils.profiles import get_profile
 from palr_utils.rerank import (
+    Reranker,
     answer_lines,
     backfill,
     calibrated_scores,

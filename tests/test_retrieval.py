@@ -12,10 +12,9 @@ import torch
 from palr_utils.constants import ITEM, SPLIT, TIMESTAMP, USER
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import write_synthetic
-from palr_utils.profiles import SyntheticSpec
+from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
+from palr_utils.io import StaleArtifactError
 from palr_utils.retrieval import (
-    CheckpointMismatchError,
     Popularity,
     SASRec,
     SASRecConfig,
@@ -176,7 +175,7 @@ def test_training_learns_resumes_and_refuses_other_checkpoints(small_data, tmp_p
     assert history["epoch"].tolist() == [2, 4, 6]  # continued from epoch 4, not from scratch
 
     other = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=32))
-    with pytest.raises(CheckpointMismatchError, match="Delete the folder"):
+    with pytest.raises(StaleArtifactError, match="Delete the folder"):
         train(other, small_data, longer, tmp_path, progress=False)
 
 
@@ -244,7 +243,7 @@ def test_cosine_schedule_steps_every_batch_and_resumes_where_it_stopped(small_da
     assert history["epoch"].tolist() == [2, 4]
     assert history["learning_rate"].tolist() == pytest.approx([5e-4, 0.0])
     longer = TrainingConfig(**{**config.__dict__, "epochs": 8})  # another schedule altogether
-    with pytest.raises(CheckpointMismatchError):
+    with pytest.raises(StaleArtifactError):
         train(SASRec(small_data.n_items, sasrec), small_data, longer, tmp_path, progress=False)
 
 
@@ -280,7 +279,7 @@ def test_training_prefix_leaves_at_least_one_item():
 
 
 def test_bf16_autocast_auto_asks_the_cpu():
-    from palr_utils.llm import cpu_supports_bf16
+    from palr_utils.devices import cpu_supports_bf16
 
     assert TrainingConfig(bf16_autocast="auto").uses_bf16() == cpu_supports_bf16()
     assert TrainingConfig(bf16_autocast=True).uses_bf16() and not TrainingConfig().uses_bf16()

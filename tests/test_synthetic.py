@@ -3,8 +3,7 @@ import numpy as np
 from palr_utils.constants import ITEM, USER
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import generate_synthetic, write_synthetic
-from palr_utils.profiles import SyntheticSpec
+from palr_utils.data.synthetic import SyntheticSpec, generate_synthetic, write_synthetic
 
 SMALL = SyntheticSpec(n_users=120, n_items=90)
 

@@ -10,25 +10,28 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from palr_utils.constants import ATTRIBUTES, DOMAINS, INTERACTIONS_FILE, ITEMS_FILE, USERS_FILE
 from palr_utils.data.beauty import META_FILE, REVIEWS_FILE, load_beauty
 from palr_utils.data.custom import MISSING_TITLE_POLICIES, load_custom
-from palr_utils.data.download import BEAUTY_META, BEAUTY_REVIEWS, ML_1M_ZIP, DownloadError, fetch, sha256_of
+from palr_utils.data.download import BEAUTY_META, BEAUTY_REVIEWS, ML_1M_ZIP, DownloadError, fetch
 from palr_utils.data.movielens import ML_1M_RECORDS, find_movielens_folder, load_movielens
 from palr_utils.data.preprocessing import ProcessedDataset, preprocess
 from palr_utils.data.schema import DataFormatError, RawDataset
-from palr_utils.data.synthetic import write_synthetic
+from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
+from palr_utils.hashing import sha256_file, sha256_hex
 from palr_utils.io import atomic_path, require_artifacts, write_json, write_parquet
 from palr_utils.paper import paper_dataset
-from palr_utils.profiles import RunConfig, SyntheticSpec
+
+if TYPE_CHECKING:  # the run settings sit above the data layer: imported for annotations only
+    from palr_utils.profiles import RunConfig
 
 __all__ = [
     "DataFormatError",
@@ -59,7 +62,7 @@ def _unzip_movielens(archive: Path, data_dir: Path) -> Path:
                 for path in inner.iterdir():
                     path.rename(tmp / path.name)
                 inner.rmdir()
-            hashes = {p.name: sha256_of(p) for p in sorted(tmp.iterdir()) if p.suffix == ".dat"}
+            hashes = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.suffix == ".dat"}
             write_json({"archive": archive.name, "sha256": hashes}, tmp / UNPACKED_MANIFEST)
     except zipfile.BadZipFile as error:
         raise DownloadError(f"{archive} is not a valid zip file: delete it and run again.") from error
@@ -76,7 +79,7 @@ def _check_movielens_folder(folder: Path, raw: RawDataset) -> None:
     manifest = folder / UNPACKED_MANIFEST
     if manifest.exists():
         expected = json.loads(manifest.read_text())["sha256"]
-        changed = [name for name, digest in expected.items() if sha256_of(folder / name) != digest]
+        changed = [name for name, digest in expected.items() if sha256_file(folder / name) != digest]
         if changed:
             raise DataFormatError(
                 f"{', '.join(changed)} in {folder} changed since they were unpacked from the verified zip. "
@@ -99,7 +102,7 @@ def _check_movielens_folder(folder: Path, raw: RawDataset) -> None:
 
 def synthetic_folder(data_dir: str | Path, spec: SyntheticSpec, seed: int) -> Path:
     """Where the synthetic data for (spec, seed) lives; the name changes when either does."""
-    digest = hashlib.sha256(repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8]
+    digest = sha256_hex([repr(sorted(asdict(spec).items()))], length=8)
     return Path(data_dir) / f"synthetic-seed{seed}-{digest}"
 
 

@@ -9,7 +9,6 @@ looks complete.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pooch
 import requests
 
+from palr_utils.hashing import sha256_file
 from palr_utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,6 @@ BEAUTY_META = RemoteFile(f"{_AMAZON_2014}/meta_Beauty.json.gz", "meta_Beauty.jso
 
 class DownloadError(RuntimeError):
     """A data set could not be fetched or failed verification."""
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def move_aside(path: Path) -> Path:
@@ -98,7 +90,7 @@ def fetch(remote: RemoteFile, cache_dir: str | Path, progressbar: bool = True) -
 
     # A cached file that no longer matches is moved aside before anything else, so a failed re-download can
     # never leave it behind to be read, and a file the user put there by hand is not lost.
-    if local.exists() and expected is not None and sha256_of(local) != expected:
+    if local.exists() and expected is not None and sha256_file(local) != expected:
         aside = move_aside(local)
         log.warning(
             "%s in %s fails its checksum; moved it to %s and downloading again.", local.name, cache_dir, aside.name
@@ -137,5 +129,5 @@ def fetch(remote: RemoteFile, cache_dir: str | Path, progressbar: bool = True) -
             path.unlink(missing_ok=True)
             raise
         with atomic_path(pinned) as tmp:
-            tmp.write_text(sha256_of(path) + "\n")
+            tmp.write_text(sha256_file(path) + "\n")
     return path

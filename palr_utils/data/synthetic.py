@@ -15,12 +15,12 @@ users with fewer than five ratings and rarely rated items.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from palr_utils.io import atomic_path
-from palr_utils.profiles import SyntheticSpec
 
 GENRES = [
     "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -38,6 +38,18 @@ _NOUNS = [
     "Canyon", "Dragon", "Carnival", "Lighthouse", "Signal", "Summer",
 ]  # fmt: skip
 _SEQUEL_SUFFIXES = ["", " II", " III", " IV"]
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Size and shape of the seeded synthetic MovieLens-like data set."""
+
+    n_users: int = 400
+    n_items: int = 300
+    min_history: int = 3  # a few users fall below the 5-core threshold on purpose
+    max_history: int = 60
+    follow_probability: float = 0.6  # chance the next item continues a "series"
+    duplicate_rate: float = 0.02  # re-rated pairs, so de-duplication has work to do
 
 
 def _make_items(spec: SyntheticSpec, rng: np.random.Generator):

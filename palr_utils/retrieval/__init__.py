@@ -11,12 +11,11 @@ from palr_utils.retrieval.ncf import NeuMF
 from palr_utils.retrieval.popularity import Popularity
 from palr_utils.retrieval.sasrec import SASRec, SASRecConfig
 from palr_utils.retrieval.sequences import SequenceData
-from palr_utils.retrieval.training import CheckpointMismatchError, TorchRetriever, TrainingConfig, train
+from palr_utils.retrieval.training import TorchRetriever, TrainingConfig, train
 
 __all__ = [
     "BPRMF",
     "Caser",
-    "CheckpointMismatchError",
     "GRU4Rec",
     "NeuMF",
     "Popularity",

@@ -28,7 +28,11 @@ class Retriever(ABC):
 
     @abstractmethod
     def _score(self, users: np.ndarray, split: str) -> torch.Tensor:
-        """Raw scores [len(users), n_items] before masking; subclasses implement this."""
+        """Raw scores [len(users), n_items] before masking, on the model's device; subclasses implement this."""
+
+    def _cpu_scores(self, users: np.ndarray, split: str) -> torch.Tensor:
+        """:meth:`_score` in float32 on the CPU, where the masks and the metrics are computed."""
+        return self._score(users, split).float().cpu()
 
     def _require_fitted(self) -> SequenceData:
         if self.data is None:
@@ -39,7 +43,7 @@ class Retriever(ABC):
     def score(self, users: np.ndarray, split: str) -> torch.Tensor:
         """Scores [len(users), n_items] for the given users; unknown users raise."""
         data = self._require_fitted()
-        return self._score(data.check_users(users), split)
+        return self._cpu_scores(data.check_users(users), split)
 
     @torch.no_grad()
     def top_k(self, users: np.ndarray, k: int, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +54,7 @@ class Retriever(ABC):
         if k > max_k:
             warnings.warn(f"k={k} exceeds the {max_k} unseen items; using k={max_k}", stacklevel=2)
             k = max_k
-        scores = self._score(users, split).float().masked_fill(data.seen_mask(users, split), float("-inf"))
+        scores = self._cpu_scores(users, split).masked_fill(data.seen_mask(users, split), float("-inf"))
         values, items = scores.topk(k, dim=1)
         return items.numpy(), values.numpy()
 
@@ -65,7 +69,7 @@ class Retriever(ABC):
         for start in range(0, len(users), batch_size):
             rows = by_length[start : start + batch_size]
             batch = users[rows]
-            scores = self._score(batch, split)
+            scores = self._cpu_scores(batch, split)
             targets = torch.as_tensor(data.targets(batch, split))
             ranks[rows] = target_ranks(scores, targets, data.seen_mask(batch, split)).numpy()
         return ranks

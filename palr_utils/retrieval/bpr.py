@@ -49,4 +49,4 @@ class BPRMF(TorchRetriever):
         return -F.logsigmoid(difference).mean()
 
     def _score(self, users: np.ndarray, split: str) -> torch.Tensor:
-        return self.user_embedding(torch.as_tensor(users)) @ self.item_embedding.weight.T
+        return self.user_embedding(torch.as_tensor(users, device=self.device)) @ self.item_embedding.weight.T

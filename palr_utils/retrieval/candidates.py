@@ -45,7 +45,7 @@ def candidate_rows(users: np.ndarray, split: str, items: np.ndarray, scores: np.
 @torch.no_grad()
 def top_k_after_histories(model, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` items after arbitrary histories (a sequence model's ``score_histories``), history masked."""
-    scores = model.score_histories(histories).float()
+    scores = model.score_histories(histories).float().cpu()
     for row, history in enumerate(histories):
         scores[row, torch.as_tensor(history.copy())] = float("-inf")
     values, items = scores.topk(k, dim=1)
@@ -53,16 +53,18 @@ def top_k_after_histories(model, histories: list[np.ndarray], k: int) -> tuple[n
 
 
 def export_candidates(
-    model: Retriever, data: SequenceData, k: int = 50, n_targets: int = 10, batch_size: int = 256
-) -> pd.DataFrame:
-    """Top-``k`` candidates with scores for every user's valid, test and training-prefix position."""
+    model: Retriever, data: SequenceData, k: int = 50, n_targets: int = 10, batch_size: int = 256,
+    splits: tuple[str, ...] = (VALID, TEST, TRAIN),
+) -> pd.DataFrame:  # fmt: skip
+    """Top-``k`` candidates with scores for every user's valid, test and training-prefix position (``splits``)."""
     frames = []
     users = np.arange(data.n_users)
     for start in range(0, data.n_users, batch_size):
         batch = users[start : start + batch_size]
         for split in (VALID, TEST):
-            frames.append(candidate_rows(batch, split, *model.top_k(batch, k, split)))
-        if hasattr(model, "score_histories"):
+            if split in splits:
+                frames.append(candidate_rows(batch, split, *model.top_k(batch, k, split)))
+        if TRAIN in splits and hasattr(model, "score_histories"):
             prefixes = [training_prefix(data.train[u], n_targets)[0] for u in batch]
             frames.append(candidate_rows(batch, TRAIN, *top_k_after_histories(model, prefixes, k)))
     return pd.concat(frames, ignore_index=True).sort_values([SPLIT, USER, RANK], kind="mergesort")

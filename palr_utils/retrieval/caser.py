@@ -63,7 +63,7 @@ class Caser(TorchRetriever):
 
     def _score(self, users: np.ndarray, split: str) -> torch.Tensor:
         windows = left_pad([self.data.history(int(u), split) for u in users], self.config.window)
-        return self.scores(self.represent(torch.as_tensor(users), windows))
+        return self.scores(self.represent(torch.as_tensor(users, device=self.device), windows.to(self.device)))
 
     def batches(self, data: SequenceData, rng: np.random.Generator, batch_size: int):
         """Every training position t >= 1: the L items before it predict item t."""

@@ -47,7 +47,7 @@ class GRU4Rec(TorchRetriever):
 
     def _score(self, users: np.ndarray, split: str) -> torch.Tensor:
         histories = [self.data.history(int(u), split) for u in users]
-        last = self.encode(left_pad(histories, self.config.max_len))[:, -1]
+        last = self.encode(left_pad(histories, self.config.max_len).to(self.device))[:, -1]
         return last @ self.item_embedding.weight[1:].T
 
     def batches(self, data: SequenceData, rng: np.random.Generator, batch_size: int):

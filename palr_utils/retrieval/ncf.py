@@ -66,6 +66,6 @@ class NeuMF(TorchRetriever):
         return F.binary_cross_entropy_with_logits(self(users, items), labels)
 
     def _score(self, users: np.ndarray, split: str) -> torch.Tensor:
-        users = torch.as_tensor(users).repeat_interleave(self.n_items)
-        items = torch.arange(self.n_items).repeat(len(users) // self.n_items)
+        users = torch.as_tensor(users, device=self.device).repeat_interleave(self.n_items)
+        items = torch.arange(self.n_items, device=self.device).repeat(len(users) // self.n_items)
         return self(users, items).view(-1, self.n_items)

@@ -119,7 +119,7 @@ class SASRec(TorchRetriever):
 
     def score_histories(self, histories: list[np.ndarray]) -> torch.Tensor:
         """Scores of every item as the next one after each history; used for any prefix."""
-        padded = left_pad(histories, self.config.max_len, fit_longest=True)
+        padded = left_pad(histories, self.config.max_len, fit_longest=True).to(self.device)
         return self.item_scores(self.encode(padded)[:, -1])
 
     def _score(self, users: np.ndarray, split: str) -> torch.Tensor:
@@ -136,7 +136,7 @@ class SASRec(TorchRetriever):
         hidden, positives = hidden[real], targets[real]  # only positions that have a next item
         if self.config.loss == "ce":
             return F.cross_entropy(self.item_scores(hidden), positives - 1)
-        negatives = torch.randint(1, self.n_items + 1, positives.shape)
+        negatives = torch.randint(1, self.n_items + 1, positives.shape, device=positives.device)
         positive_logits = (hidden * self.item_embedding(positives)).sum(-1)
         negative_logits = (hidden * self.item_embedding(negatives)).sum(-1)
         return F.binary_cross_entropy_with_logits(positive_logits, torch.ones_like(positive_logits)) + (

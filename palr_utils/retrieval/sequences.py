@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ import pandas as pd
 import torch
 
 from palr_utils.constants import ITEM, SPLIT, TEST, TRAIN, USER, VALID
+from palr_utils.hashing import sha256_hex
 
 SPLITS = (VALID, TEST)
 
@@ -34,6 +34,24 @@ class SequenceData:
         valid = by_split[VALID].set_index(USER)[ITEM].reindex(range(n_users)).to_numpy()
         test = by_split[TEST].set_index(USER)[ITEM].reindex(range(n_users)).to_numpy()
         return cls(n_users, n_items, list(train), valid.astype(np.int64), test.astype(np.int64))
+
+    def one_step_back(self) -> SequenceData:
+        """The same users one interaction earlier: each training history loses its last item, which becomes the
+        validation target (and the validation item the test target).
+
+        A retriever trained on this data never saw the item that followed a training history, so its candidates
+        for that history look like the ones evaluation gives; a retriever trained on the full training data has
+        learned that very transition, and its candidates for its own training prefixes are not like test ones
+        (PALR-rank's training examples, palr_utils.ranking, come from the one-step-back retriever).
+        """
+        short = [user for user, items in enumerate(self.train) if len(items) < 2]
+        if short:
+            raise ValueError(f"{len(short)} users (e.g. {short[:3]}) have fewer than 2 training items: nothing is "
+                             "left to train on one step back; keep the 5-core filter of notebook 01")  # fmt: skip
+        return SequenceData(
+            self.n_users, self.n_items, [items[:-1].copy() for items in self.train],
+            np.array([items[-1] for items in self.train], dtype=np.int64), self.valid.copy(),
+        )  # fmt: skip
 
     def check_users(self, users: np.ndarray) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
@@ -62,10 +80,8 @@ class SequenceData:
 
     def fingerprint(self) -> str:
         """A short hash of the data, so a checkpoint from other data is refused."""
-        digest = hashlib.sha256()
-        for array in (*self.train, self.valid, self.test):
-            digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
-        return digest.hexdigest()[:16]
+        arrays = (*self.train, self.valid, self.test)
+        return sha256_hex((np.asarray(array, dtype=np.int64) for array in arrays), length=16)
 
 
 def left_pad(sequences: list[np.ndarray], max_len: int, fit_longest: bool = False) -> torch.Tensor:

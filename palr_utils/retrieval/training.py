@@ -23,8 +23,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from palr_utils.constants import VALID
-from palr_utils.io import atomic_path, write_json
-from palr_utils.llm import cpu_supports_bf16
+from palr_utils.devices import bf16_autocast, cpu_supports_bf16, resolve_device
+from palr_utils.io import StaleArtifactError, atomic_path, progress_bars_disabled, write_json
 from palr_utils.retrieval.base import Retriever
 from palr_utils.retrieval.sequences import SequenceData
 
@@ -46,7 +46,9 @@ class TrainingConfig:
     warmup_epochs: float = 0.0
     # bf16 matmuls on CPU: True, False, or "auto" (on where the CPU has bf16 units, e.g. AVX512-BF16 or AMX)
     bf16_autocast: bool | str = False
-    seed: int = 42
+    seed: int = 42  # the notebooks' SEED replaces it (RunProfile.with_seed)
+    # "auto": the GPU when there is one (bf16 autocast on it), else the CPU; or "cpu", "cuda", "cuda:1"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in (None, "cosine"):
@@ -54,13 +56,11 @@ class TrainingConfig:
         if self.lr_schedule and self.lr_decay_factor:
             raise ValueError("choose one learning-rate policy: lr_schedule='cosine' or lr_decay_factor, not both")
 
-    def uses_bf16(self) -> bool:
-        """Whether training runs under bf16 autocast on this machine ("auto" asks the CPU)."""
-        return cpu_supports_bf16() if self.bf16_autocast == "auto" else bool(self.bf16_autocast)
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint was written for another model configuration or another data set."""
+    def uses_bf16(self, device: torch.device | None = None) -> bool:
+        """Whether training runs under bf16 autocast ("auto": on a GPU always, on a CPU where it has bf16 units)."""
+        if self.bf16_autocast != "auto":
+            return bool(self.bf16_autocast)
+        return device is not None and device.type == "cuda" or cpu_supports_bf16()
 
 
 class TorchRetriever(Retriever, nn.Module):
@@ -68,6 +68,11 @@ class TorchRetriever(Retriever, nn.Module):
 
     def __init__(self) -> None:
         nn.Module.__init__(self)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (batches are built on the CPU and moved there)."""
+        return next(self.parameters()).device
 
     def batches(self, data: SequenceData, rng: np.random.Generator, batch_size: int) -> Iterator:
         raise NotImplementedError
@@ -84,11 +89,21 @@ class TorchRetriever(Retriever, nn.Module):
         return self
 
 
+def to_device(batch, device: torch.device):
+    """A batch (a tensor, or a tuple/list of them) on ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(part, device) for part in batch)
+    return batch
+
+
 def training_step(model: TorchRetriever, optimizer: torch.optim.Optimizer, batch, bf16: bool) -> float:
-    """One optimiser step on one batch (bf16 autocast on the CPU when asked); returns the batch's loss."""
+    """One optimiser step on one batch, on the model's device (bf16 autocast when asked); returns its loss."""
     optimizer.zero_grad()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        loss = model.loss(batch)
+    device = model.device
+    with bf16_autocast(device, bf16):
+        loss = model.loss(to_device(batch, device))
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -96,7 +111,7 @@ def training_step(model: TorchRetriever, optimizer: torch.optim.Optimizer, batch
 
 def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig) -> dict:
     # how long to train may change between resumed runs; bf16 autocast changes speed, not the stored weights
-    resumable = ("epochs", "max_minutes", "patience", "bf16_autocast")
+    resumable = ("epochs", "max_minutes", "patience", "bf16_autocast", "device")
     if config.lr_schedule:  # the schedule is laid out over ``epochs``: more epochs would be another schedule
         resumable = resumable[1:]
     training = {k: v for k, v in asdict(config).items() if k not in resumable}
@@ -129,7 +144,8 @@ def _read_checkpoint(folder: Path) -> tuple[dict, dict, dict, dict | None]:
     """(state, last weights, optimizer state, best weights) of a checkpoint folder; any unreadable file raises."""
     state = json.loads((folder / "state.json").read_text())
     last = load_file(folder / "last.safetensors")
-    saved = torch.load(folder / "optimizer.pt", weights_only=True)  # tensors and plain containers only
+    # tensors and plain containers only; on the CPU first (load_state_dict moves them to the model's device)
+    saved = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
     best = load_file(folder / "best.safetensors") if state["best_epoch"] else None
     return state, last, saved, best
 
@@ -156,7 +172,7 @@ def _load_state(model, optimizer, scheduler, folder: Path, identity: dict) -> di
         _move_damaged(folder, error)
         return None
     if state["identity"] != identity:
-        raise CheckpointMismatchError(
+        raise StaleArtifactError(
             f"The checkpoint in {folder} was trained with {state['identity']}, not {identity}. "
             "Delete the folder or use another ARTIFACT_DIR to train afresh."
         )
@@ -168,7 +184,7 @@ def _load_state(model, optimizer, scheduler, folder: Path, identity: dict) -> di
 
 
 def _save_state(model, optimizer, scheduler, folder: Path, state: dict, is_best: bool) -> None:
-    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for name in ("last", "best") if is_best else ("last",):
         with atomic_path(folder / f"{name}.safetensors") as tmp:
             save_file(weights, str(tmp))
@@ -191,6 +207,8 @@ def train(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model.data = data
+    device = resolve_device(config.device)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = None
     if config.lr_decay_factor:
@@ -211,14 +229,15 @@ def train(
         rng = np.random.default_rng([config.seed, state["epoch"]])
 
     started = time.perf_counter() - state["seconds"]
-    use_bf16 = config.uses_bf16()
+    use_bf16 = config.uses_bf16(device)
     while not state["finished"] and state["epoch"] < config.epochs:
         epoch = state["epoch"] + 1
         model.train()
         losses = []
         batches = model.batches(data, rng, config.batch_size)
         total = _n_batches(batches, data, config)
-        for batch in tqdm(batches, total=total, desc=f"{model.name} epoch {epoch}", disable=not progress, leave=False):
+        bar_off = not progress or progress_bars_disabled()
+        for batch in tqdm(batches, total=total, desc=f"{model.name} epoch {epoch}", disable=bar_off, leave=False):
             losses.append(training_step(model, optimizer, batch, use_bf16))
             if steps_scheduler:
                 scheduler.step()
@@ -252,7 +271,7 @@ def train(
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     if folder and (folder / "best.safetensors").exists():
-        model.load_state_dict(load_file(folder / "best.safetensors"))
+        model.load_state_dict(load_file(folder / "best.safetensors", device=str(device)))
     elif not folder and state["history"]:
         model.load_state_dict(best_weights)
     model.eval()

@@ -1,0 +1,77 @@
+"""How the package is put together: layers that import one way, one seed for every random choice, a device for
+every retriever."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from palr_utils.data import preprocess
+from palr_utils.data.movielens import load_movielens
+from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
+from palr_utils.devices import resolve_device
+from palr_utils.profiles import resolve_config
+from palr_utils.retrieval import SASRec, SASRecConfig, SequenceData, TrainingConfig, build_baselines, train
+
+UPPER_LAYERS = {
+    "palr_utils.data": ["retrieval", "llm", "finetune", "instructions", "ranking", "evaluation", "profiles"],
+    "palr_utils.retrieval": ["llm", "finetune", "instructions", "ranking", "evaluation", "profiles"],
+}
+
+
+@pytest.mark.parametrize("package", sorted(UPPER_LAYERS))
+def test_a_layer_imports_nothing_above_it(package):
+    code = f"import sys, json; import {package}; print(json.dumps(sorted(sys.modules)))"
+    loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                           check=True).stdout))  # fmt: skip
+    above = [f"palr_utils.{name}" for name in UPPER_LAYERS[package] if f"palr_utils.{name}" in loaded]
+    assert not above, f"import {package} loads {above}: a lower layer must not import a higher one"
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> SequenceData:
+    folder = write_synthetic(tmp_path_factory.mktemp("syn") / "d", SyntheticSpec(n_users=40, n_items=60), seed=0)
+    processed = preprocess(load_movielens(folder))
+    return SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
+
+
+def test_the_run_seed_reaches_the_retrievers_training_settings_also_after_a_data_set_override():
+    profile = resolve_config("cpu", seed=7).profile
+    assert profile.sasrec_training.seed == profile.baseline_training.seed == 7
+    assert profile.for_data({"paper_dataset": "beauty"}).sasrec_training.seed == 7
+
+
+def _trained_weights(data: SequenceData, seed: int) -> torch.Tensor:
+    training = resolve_config("tiny", seed=seed).profile.sasrec_training
+    model = SASRec(data.n_items, SASRecConfig(max_len=20, hidden_size=16, n_blocks=1))
+    train(model, data, TrainingConfig(epochs=2, batch_size=16, eval_every=2, seed=training.seed), progress=False)
+    return model.item_embedding.weight.detach().clone()
+
+
+def test_the_same_seed_trains_the_same_model_and_another_seed_another(small_data):
+    first, again, other = (_trained_weights(small_data, seed) for seed in (1, 1, 2))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bpr_mf", "ncf", "gru4rec", "caser"])
+def test_every_retriever_trains_and_ranks_on_the_device_it_is_given(small_data, name):
+    model = (SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16, n_blocks=1)) if name == "sasrec"
+             else build_baselines(small_data.n_users, small_data.n_items, max_len=20)[name])  # fmt: skip
+    train(model, small_data, TrainingConfig(epochs=1, batch_size=16, device="cpu"), progress=False)
+    assert model.device == torch.device("cpu")
+    scores = model.score(np.array([0, 1]), "test")  # scores come back on the CPU, whatever the device
+    assert scores.device == torch.device("cpu") and scores.dtype == torch.float32
+
+
+def test_a_gpu_asked_for_where_there_is_none_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="sees no GPU"):
+        resolve_device("cuda")
