@@ -152,6 +152,16 @@ def adapter_fingerprint(adapter_dir: str | Path) -> str:
     return sha256_file(weights[0])
 
 
+def adapter_parameter_count(adapter_dir: str | Path) -> int:
+    """How many numbers a saved LoRA adapter trained (read from its weights file, no model needed)."""
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(Path(adapter_dir) / "adapter_model.safetensors"), framework="pt") as handle:
+        return sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
+
+
 def run_identity(llm: LLMSpec, spec: FinetuneSpec, dataset, seed: int, objective: dict | None = None) -> dict:
     """What a checkpoint must share with the run that resumes it.
 

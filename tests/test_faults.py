@@ -192,6 +192,7 @@ def _trained_checkpoint(tmp_path):
     ],
     ids=["truncated-safetensors", "junk-optimizer-state", "cut-state-json"],
 )
+@pytest.mark.integration
 def test_a_damaged_retriever_checkpoint_is_moved_aside_and_training_starts_afresh(tmp_path, damage):
     data, longer, make = _trained_checkpoint(tmp_path)
     damage(tmp_path / "ckpt")
@@ -378,6 +379,7 @@ def test_interactions_keep_their_count_and_order_through_loading(tmp_path):
     assert raw.interactions["timestamp"].tolist() == [30, 10, 5]  # ordering is preprocessing's job, not the loader's
 
 
+@pytest.mark.integration
 def test_a_trainer_checkpoint_cut_off_mid_save_is_skipped_when_resuming(tmp_path):
     from palr_utils.finetune import last_complete_checkpoint
 
@@ -392,6 +394,7 @@ def test_a_trainer_checkpoint_cut_off_mid_save_is_skipped_when_resuming(tmp_path
     assert last_complete_checkpoint(tmp_path / "nothing-here") is None
 
 
+@pytest.mark.integration
 def test_a_damaged_adapter_names_its_folder_and_the_fix(tmp_path):
     from palr_utils.llm import LLMSpec, load_finetuned
 

@@ -11,6 +11,8 @@ from palr_utils.finetune import FinetuneSpec, adapter_fingerprint, finetune, to_
 from palr_utils.io import StaleArtifactError
 from palr_utils.llm import LLMSpec, smollm2_folder
 
+pytestmark = pytest.mark.integration  # real models, training or kernels: seconds each
+
 
 @pytest.fixture(scope="module")
 def tokenizer():

@@ -17,6 +17,8 @@ from palr_utils.llm import (
     smollm2_gguf_path,
 )
 
+pytestmark = pytest.mark.integration  # real models, training or kernels: seconds each
+
 
 @pytest.fixture(scope="module")
 def smollm2():

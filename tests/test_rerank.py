@@ -119,9 +119,9 @@ def test_fast_mode_ranks_candidates_by_their_letters_next_token_logits():
 
 
 def test_fast_mode_final_list_and_metrics_on_a_hand_made_case(monkeypatch):
-    import palr_utils.evaluation as evaluation
+    import palr_utils.rerank as rerank
 
-    monkeypatch.setattr(evaluation, "format_prompt", lambda tokenizer, prompt: prompt + "\nAnswer:")
+    monkeypatch.setattr(rerank, "format_prompt", lambda tokenizer, prompt: prompt + "\nAnswer:")
     case = EvalCase(user=0, target=5, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])
     reranker = Reranker(_Tokenizer(), _Model({"A": 0.5, "B": 3.0, "C": -1.0}), TITLES)
     (record,) = reranker.score_v2_fast([case])
@@ -176,9 +176,9 @@ def test_calibration_removes_a_position_preference_shared_by_every_prompt():
 
 
 def test_calibrated_fast_mode_uses_the_prior_of_validation_prompts(monkeypatch):
-    import palr_utils.evaluation as evaluation
+    import palr_utils.rerank as rerank
 
-    monkeypatch.setattr(evaluation, "format_prompt", lambda tokenizer, prompt: prompt + "\nAnswer:")
+    monkeypatch.setattr(rerank, "format_prompt", lambda tokenizer, prompt: prompt + "\nAnswer:")
     case = EvalCase(user=0, target=3, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])
     reranker = Reranker(_Tokenizer(), _Model({"A": 3.0, "B": 0.0, "C": 0.5}), TITLES)
     prior = reranker.letter_prior_v2([case] * 3, batch_size=2)  # the same prompt: the prior is its own scores

@@ -163,6 +163,7 @@ def test_attention_dropout_is_its_own_setting():
     assert without.blocks[0].feed_forward[2].p == 0.3  # the feed-forward dropout is unchanged
 
 
+@pytest.mark.integration
 def test_training_learns_resumes_and_refuses_other_checkpoints(small_data, tmp_path):
     model = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16))
     history = train(model, small_data, FAST, tmp_path, progress=False)
@@ -179,6 +180,7 @@ def test_training_learns_resumes_and_refuses_other_checkpoints(small_data, tmp_p
         train(other, small_data, longer, tmp_path, progress=False)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["bpr_mf", "ncf", "gru4rec", "caser"])
 def test_each_baseline_trains_scores_every_item_and_reuses_its_checkpoint(small_data, name, tmp_path):
     model = build_baselines(small_data.n_users, small_data.n_items, max_len=20)[name]
@@ -191,6 +193,7 @@ def test_each_baseline_trains_scores_every_item_and_reuses_its_checkpoint(small_
     assert train(again, small_data, FAST, tmp_path, progress=False)["epoch"].tolist() == history["epoch"].tolist()
 
 
+@pytest.mark.integration
 def test_learning_rate_decays_on_a_plateau_and_resumes_with_it(small_data, tmp_path):
     def stalled_model():  # validation never improves after the first evaluation
         model = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16))
@@ -221,6 +224,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
         TrainingConfig(lr_schedule="linear")
 
 
+@pytest.mark.integration
 def test_cosine_schedule_steps_every_batch_and_resumes_where_it_stopped(small_data, tmp_path):
     config = TrainingConfig(epochs=4, batch_size=16, learning_rate=1e-3, eval_every=2, lr_schedule="cosine")
     sasrec = SASRecConfig(max_len=20, hidden_size=16)
@@ -247,12 +251,14 @@ def test_cosine_schedule_steps_every_batch_and_resumes_where_it_stopped(small_da
         train(SASRec(small_data.n_items, sasrec), small_data, longer, tmp_path, progress=False)
 
 
+@pytest.mark.integration
 def test_bce_variant_of_sasrec_trains(small_data):
     model = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16, loss="bce"))
     history = train(model, small_data, FAST, progress=False)
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
 
 
+@pytest.mark.integration
 def test_candidates_cover_three_histories_without_seen_items_and_recall_matches_ranks(small_data):
     model = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16))
     train(model, small_data, FAST, progress=False)

@@ -24,6 +24,7 @@ def _notebook(path, *cells: str):
     return path
 
 
+@pytest.mark.integration
 def test_a_failing_notebook_is_summarised_with_its_log_and_the_command_that_resumes(tmp_path, capsys):
     quiet = _notebook(tmp_path / "00_first.ipynb", "import os\nassert os.environ['TQDM_DISABLE'] == '1'")
     failing = _notebook(tmp_path / "01_second.ipynb", "raise ValueError('items.tsv has no title column')")

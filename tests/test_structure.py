@@ -25,6 +25,7 @@ UPPER_LAYERS = {
 
 
 @pytest.mark.parametrize("package", sorted(UPPER_LAYERS))
+@pytest.mark.integration
 def test_a_layer_imports_nothing_above_it(package):
     code = f"import sys, json; import {package}; print(json.dumps(sorted(sys.modules)))"
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -53,6 +54,7 @@ def _trained_weights(data: SequenceData, seed: int) -> torch.Tensor:
     return model.item_embedding.weight.detach().clone()
 
 
+@pytest.mark.integration
 def test_the_same_seed_trains_the_same_model_and_another_seed_another(small_data):
     first, again, other = (_trained_weights(small_data, seed) for seed in (1, 1, 2))
     assert torch.equal(first, again)
@@ -60,6 +62,7 @@ def test_the_same_seed_trains_the_same_model_and_another_seed_another(small_data
 
 
 @pytest.mark.parametrize("name", ["sasrec", "bpr_mf", "ncf", "gru4rec", "caser"])
+@pytest.mark.integration
 def test_every_retriever_trains_and_ranks_on_the_device_it_is_given(small_data, name):
     model = (SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16, n_blocks=1)) if name == "sasrec"
              else build_baselines(small_data.n_users, small_data.n_items, max_len=20)[name])  # fmt: skip

@@ -59,6 +59,7 @@ def test_prompts_are_built_from_item_ids():
     assert "- B (1991)\n- A (1990) [Drama]" in prompts[0] and "About the user: male." in prompts[0]
 
 
+@pytest.mark.integration
 def test_generation_resumes_after_an_interruption(tmp_path):
     cache = tmp_path / "profiles.jsonl"
     calls = []
@@ -82,6 +83,7 @@ def test_generation_resumes_after_an_interruption(tmp_path):
     assert all(json.loads(line) for line in cache.read_text().splitlines())
 
 
+@pytest.mark.integration
 def test_empty_outputs_are_recorded_not_replaced(tmp_path):
     profiles = generate_profiles([5], ["p"], lambda ps: ["!!!"], tmp_path / "p.jsonl")
     assert profiles.loc[0, "keywords"] == [] and profiles.loc[0, "raw_output"] == "!!!"
