@@ -172,6 +172,31 @@ def delta_intervals(
     return out
 
 
+def ndcg_by_group(records: dict[str, pd.DataFrame], groups: pd.Series) -> pd.DataFrame:
+    """NDCG@10 of every method within each group of users (``groups``: a label per user id, e.g. a tercile of
+    history length), with the group's size: where a re-ranker helps and where it hurts."""
+    table = {}
+    for method, frame in records.items():
+        ranks = frame.set_index(USER)["rank"]
+        per_user = pd.Series(ndcg_per_user(ranks.to_numpy()), index=ranks.index)
+        table[method] = per_user.groupby(groups.reindex(per_user.index), observed=True).mean()
+    out = pd.DataFrame(table)
+    out.insert(0, "users", groups.value_counts().reindex(out.index))
+    return out
+
+
+def rank_changes(case: EvalCase, before: Sequence[int], after: Sequence[int], k: int = K) -> pd.DataFrame:
+    """The items of two top-``k`` lists of one user with their positions in each (1-based; absent: None),
+    biggest promotions first; the held-out item is flagged."""
+    before, after = list(before)[:k], list(after)[:k]
+    position = lambda ranked, item: ranked.index(item) + 1 if item in ranked else None  # noqa: E731
+    rows = [{ITEM: i, "before": position(before, i), "after": position(after, i), "held_out": i == case.target}
+            for i in dict.fromkeys([*before, *after])]  # fmt: skip
+    out = pd.DataFrame(rows)
+    moved = out["before"].fillna(k + 1) - out["after"].fillna(k + 1)
+    return out.assign(moved=moved).sort_values("moved", ascending=False, kind="stable").reset_index(drop=True)
+
+
 def summarize(method: str, records: pd.DataFrame) -> dict[str, float]:
     """HR@10, NDCG@10 and, for generated answers, parse, hallucination and seen-item rates; seconds per user."""
     out = {f"{method}_test_{k}": v for k, v in ranking_metrics(records["rank"].to_numpy(), ks=(K,)).items()}

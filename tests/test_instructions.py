@@ -188,3 +188,26 @@ def test_keywords_naming_an_answer_are_dropped_and_others_kept():
         ["burning lighthouse", "comedy", "Burning Lighthouse (1995)", "90s drama"], ["Burning Lighthouse (1995)"]
     )
     assert kept == ["comedy", "90s drama"]
+
+
+@pytest.mark.integration
+def test_every_example_fits_max_length_with_the_chat_template_and_end_token(synthetic):
+    """Examples are fitted without the template (``max_length - template_tokens``); what the trainer sees is the
+    templated prompt, the answer and the end-of-sequence token: that must fit too."""
+    from transformers import AutoTokenizer
+
+    from palr_utils.llm import format_prompt, smollm2_folder, template_tokens
+
+    processed, data = synthetic
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_folder())
+    count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)  # noqa: E731
+    max_length = 160  # small, so that many examples must lose history items to fit
+    users = list(range(0, data.n_users, 3))
+    examples = build_instruction_examples(data, processed.items, users, InstructionSpec(), seed=3, count_tokens=count,
+                                          max_tokens=max_length - template_tokens(tokenizer))  # fmt: skip
+    templated = [count(format_prompt(tokenizer, p) + c) + 1 for p, c in zip(examples["prompt"], examples["completion"],
+                                                                          strict=True)]  # fmt: skip
+    shortened = sum(len(h) < InstructionSpec().n_history for h in examples["history"])
+    assert shortened > 0, "the test needs examples that had to be shortened"
+    over = [n for n, h in zip(templated, examples["history"], strict=True) if n > max_length and len(h) > 1]
+    assert not over, f"{len(over)} templated examples exceed max_length {max_length}: {over[:5]}"

@@ -14,7 +14,15 @@ from palr_utils.constants import ITEM, SPLIT, TITLE, USER, VALID
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
-from palr_utils.evaluation import EvalCase, choose_fusion_weight, delta_intervals, fused_records, retriever_records
+from palr_utils.evaluation import (
+    EvalCase,
+    choose_fusion_weight,
+    delta_intervals,
+    fused_records,
+    ndcg_by_group,
+    rank_changes,
+    retriever_records,
+)
 from palr_utils.llm import format_prompt
 from palr_utils.prompts import rank_candidate
 from palr_utils.ranking import (
@@ -209,3 +217,19 @@ def test_intervals_for_every_method_but_the_baseline_on_shared_users():
     out = delta_intervals(records, n_resamples=200)
     assert set(out) == {f"{m}_ndcg@10_delta_ci_{s}" for m in ("better", "subset") for s in ("low", "high")}
     assert out["better_ndcg@10_delta_ci_low"] > 0.5 and out["subset_ndcg@10_delta_ci_high"] == 0.0
+
+
+def test_ndcg_by_group_splits_users_and_counts_them():
+    records = {"a": pd.DataFrame({USER: [0, 1, 2, 3], "rank": [0, 1_000_000, 0, 0]}),
+               "b": pd.DataFrame({USER: [0, 1, 2, 3], "rank": [1_000_000, 0, 0, 0]})}  # fmt: skip
+    groups = pd.Series(["short", "short", "long", "long"], index=[0, 1, 2, 3])
+    table = ndcg_by_group(records, groups)
+    assert table.loc["short", "users"] == 2 and table.loc["short", "a"] == 0.5 and table.loc["long", "b"] == 1.0
+
+
+def test_rank_changes_list_promotions_first_and_flag_the_held_out_item():
+    case = EvalCase(0, target=7, history=[1], retrieved=[5, 6, 7], listed=[5, 6, 7], seen={1}, keywords=[])
+    changes = rank_changes(case, before=[5, 6, 7], after=[7, 5, 9], k=3)
+    assert changes.iloc[0].to_dict() == {ITEM: 7, "before": 3, "after": 1, "held_out": True, "moved": 2}
+    assert changes.set_index(ITEM).loc[6, "after"] is None or pd.isna(changes.set_index(ITEM).loc[6, "after"])
+    assert changes.set_index(ITEM).loc[9, "before"] is None or pd.isna(changes.set_index(ITEM).loc[9, "before"])
