@@ -289,3 +289,14 @@ def test_bf16_autocast_auto_asks_the_cpu():
 
     assert TrainingConfig(bf16_autocast="auto").uses_bf16() == cpu_supports_bf16()
     assert TrainingConfig(bf16_autocast=True).uses_bf16() and not TrainingConfig().uses_bf16()
+
+
+def test_answer_rate_counts_answers_in_the_top_k_after_each_history_in_batches():
+    class Fixed:  # item 2 always scores highest, then 1, then 0
+        def score_histories(self, histories):
+            return torch.tensor([[0.0, 1.0, 2.0, -1.0]] * len(histories))
+
+    from palr_utils.retrieval.candidates import answer_rate
+
+    histories = [np.array([3]), np.array([2]), np.array([0])]  # the second user has seen item 2: masked
+    assert answer_rate(Fixed(), histories, np.array([2, 2, 1]), k=2, batch_size=2) == pytest.approx(2 / 3)

@@ -52,6 +52,16 @@ def top_k_after_histories(model, histories: list[np.ndarray], k: int) -> tuple[n
     return items.numpy(), values.numpy()
 
 
+def answer_rate(model, histories: list[np.ndarray], answers: np.ndarray, k: int, batch_size: int = 1024) -> float:
+    """Share of ``histories`` whose ``answers`` item is among the sequence model's top ``k`` after them (history
+    masked), in batches of users so that a large catalogue's score matrix stays small."""
+    hits = 0
+    for start in range(0, len(histories), batch_size):
+        top, _ = top_k_after_histories(model, histories[start : start + batch_size], k)
+        hits += int((top == np.asarray(answers[start : start + batch_size])[:, None]).any(axis=1).sum())
+    return hits / len(histories)
+
+
 def export_candidates(
     model: Retriever, data: SequenceData, k: int = 50, n_targets: int = 10, batch_size: int = 256,
     splits: tuple[str, ...] = (VALID, TEST, TRAIN),
