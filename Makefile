@@ -1,5 +1,5 @@
 # One-command set-up, tutorial run and tests. See README.md.
-#   make tutorial                      # cpu profile on MovieLens-1M (downloads it once)
+#   make tutorial                      # cpu preset on MovieLens-1M (downloads it once)
 #   make tutorial PROFILE=tiny         # synthetic data, offline, a few minutes
 #   make tutorial PROFILE=cpu DATASET=custom DATA_DIR=../shared/data/ml-1m
 #   make test                          # the test suite (offline)
@@ -19,7 +19,7 @@ START_AT ?=
 # Optional: a PyTorch wheel index, e.g. the CPU-only one for a laptop without a GPU (see README).
 TORCH_INDEX ?=
 
-.PHONY: setup tutorial test test-unit test-integration lint lab clean-artifacts
+.PHONY: setup tutorial lessons test test-unit test-integration lint lab clean-artifacts
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ tutorial: setup
 	$(BIN)/python -m palr_utils.runner --profile "$(PROFILE)" --dataset "$(DATASET)" \
 		--data-dir "$(DATA_DIR)" --artifact-dir "$(ARTIFACT_DIR)" --seed "$(SEED)" \
 		--missing-titles "$(MISSING_TITLES)" $(if $(START_AT),--start-at "$(START_AT)",)
+
+# The executed notebooks of the recorded cpu runs (benchmarks/pipeline_ml1m.py), outputs kept, into lessons/
+lessons: setup
+	$(BIN)/python -m palr_utils.lessons
 
 # Every tier: unit (seconds), integration (real models, a few minutes), notebooks (the lessons on tiny).
 test: setup

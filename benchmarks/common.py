@@ -9,20 +9,20 @@ from pathlib import Path
 import torch
 
 from palr_utils.data import describe_dataset, load_raw_dataset, preprocess
-from palr_utils.profiles import resolve_config
+from palr_utils.presets import resolve_config
 from palr_utils.retrieval import SequenceData
 
 
-def load_benchmark_data(profile: str, dataset: str, data_dir: str, work_dir: str = ""):
-    """(config, processed data, training sequences) for a run profile on a raw data folder.
+def load_benchmark_data(preset: str, dataset: str, data_dir: str, work_dir: str = ""):
+    """(config, processed data, training sequences) for a run preset on a raw data folder.
 
-    The config's profile carries the settings for the data set recognised (``RunProfile.for_data``), as
+    The config's preset carries the settings for the data set recognised (``RunPreset.for_data``), as
     notebook 03 uses them.
     """
-    config = resolve_config(profile, dataset, data_dir, work_dir)
-    processed = preprocess(load_raw_dataset(config), config.profile.min_interactions)
+    config = resolve_config(preset, dataset, data_dir, work_dir)
+    processed = preprocess(load_raw_dataset(config), config.preset.min_interactions)
     processed.info = describe_dataset(config, processed)
-    config = dataclasses.replace(config, profile=config.profile.for_data(processed.info))
+    config = dataclasses.replace(config, preset=config.preset.for_data(processed.info))
     data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
     return config, processed, data
 

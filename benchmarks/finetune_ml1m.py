@@ -1,4 +1,4 @@
-"""Benchmark: PALR_v2 fine-tuning of SmolLM2 on MovieLens-1M, `cpu` profile, 2 CPU cores.
+"""Benchmark: PALR_v2 fine-tuning of SmolLM2 on MovieLens-1M, `cpu` preset, 2 CPU cores.
 
     .venv/bin/python benchmarks/finetune_ml1m.py [--data-dir ../shared/data/ml-1m]
 
@@ -6,7 +6,7 @@ Builds the real inputs of notebook 04 on the real data: the 20% fine-tuning user
 their SmolLM2 profiles, SASRec's candidates after each training prefix (the SASRec
 of benchmarks/sasrec.py, reused from its checkpoint when present), the
 *Recommend* + *Recommend_Retrieval* examples; then fine-tunes PALR_v2 with the
-profile's settings and records the times and losses in
+preset's settings and records the times and losses in
 benchmarks/results/finetune_ml1m_cpu.json.
 """
 
@@ -40,33 +40,33 @@ def main() -> None:
     args = parser.parse_args()
 
     config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir, args.work_dir)
-    profile, work = config.profile, Path(args.work_dir)
-    users = finetune_users(data.n_users, profile.finetune_fraction, config.seed)
+    preset, work = config.preset, Path(args.work_dir)
+    users = finetune_users(data.n_users, preset.finetune_fraction, config.seed)
 
     started = time.perf_counter()
-    sasrec = SASRec(data.n_items, profile.sasrec)
-    train(sasrec, data, profile.sasrec_training, args.sasrec_checkpoint, progress=False)  # reuses a finished run
+    sasrec = SASRec(data.n_items, preset.sasrec)
+    train(sasrec, data, preset.sasrec_training, args.sasrec_checkpoint, progress=False)  # reuses a finished run
     sasrec_seconds = time.perf_counter() - started
-    prefixes = [training_prefix(data.train[u], profile.instructions.n_targets)[0] for u in users]
-    items, scores = top_k_after_histories(sasrec, prefixes, profile.n_candidates)
+    prefixes = [training_prefix(data.train[u], preset.instructions.n_targets)[0] for u in users]
+    items, scores = top_k_after_histories(sasrec, prefixes, preset.n_exported_candidates)
     candidates = candidate_rows(users, "train", items, scores)
 
     started = time.perf_counter()
-    tokenizer, model = load_llm(profile.llm)
+    tokenizer, model = load_llm(preset.llm)
     prompts = build_profile_prompts(
-        [profile_history(data, u, profile.instructions) for u in users],  # the prefix only: no answer leaks
+        [profile_history(data, u, preset.instructions) for u in users],  # the prefix only: no answer leaks
         processed.items,
         users,
         user_descriptions(processed.users),
         "movie",
-        profile.profile_history_items,
+        preset.profile_history_items,
     )
     profiles = generate_profiles(
         users,
         prompts,
-        llm_profile_writer(tokenizer, model, profile.profile_max_new_tokens),
+        llm_profile_writer(tokenizer, model, preset.profile_max_new_tokens),
         work / "profiles_prefix.jsonl",
-        profile.profile_batch_size,
+        preset.profile_batch_size,
     )
     profile_seconds = time.perf_counter() - started
     keywords = dict(zip(profiles["user"], profiles["keywords"], strict=True))
@@ -76,31 +76,31 @@ def main() -> None:
         data,
         processed.items,
         users,
-        profile.instructions,
+        preset.instructions,
         config.seed,
         keywords,
         candidates,
         "movie",
         count_tokens,
-        profile.finetune.max_length - template_tokens(tokenizer),
+        preset.finetune.max_length - template_tokens(tokenizer),
     )
     lengths = [count_tokens(p + c) for p, c in zip(examples["prompt"], examples["completion"], strict=True)]
 
     shutil.rmtree(work / "palr_v2", ignore_errors=True)  # measure a full run
     started = time.perf_counter()
     result = finetune(
-        profile.llm, tokenizer, to_sft_dataset(examples, tokenizer), work / "palr_v2", profile.finetune, config.seed
+        preset.llm, tokenizer, to_sft_dataset(examples, tokenizer), work / "palr_v2", preset.finetune, config.seed
     )
     finetune_seconds = time.perf_counter() - started
     history = result.history
-    planned_steps = int(np.ceil(len(examples) / profile.finetune.batch_size) * profile.finetune.epochs)
+    planned_steps = int(np.ceil(len(examples) / preset.finetune.batch_size) * preset.finetune.epochs)
     out = {
         "n_finetune_users": len(users),
         "n_train_examples": len(examples),
         "tokens_per_example_mean": float(np.mean(lengths)),
         "tokens_per_example_max": int(np.max(lengths)),
         "finetune_spec": {
-            k: getattr(profile.finetune, k)
+            k: getattr(preset.finetune, k)
             for k in (
                 "lora_r",
                 "lora_alpha",

@@ -57,25 +57,26 @@ def main() -> None:
     args = parser.parse_args()
 
     config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir, "")
-    profile = config.profile
-    users = finetune_users(data.n_users, profile.finetune_fraction, config.seed)
-    retriever = SASRec(data.n_items, profile.sasrec).eval()
+    preset = config.preset
+    users = finetune_users(data.n_users, preset.finetune_fraction, config.seed)
+    retriever = SASRec(data.n_items, preset.sasrec).eval()
     retriever.data = data
-    prefixes = [training_prefix(data.train[u], profile.instructions.n_targets)[0] for u in users]
-    candidates = candidate_rows(users, "train", *top_k_after_histories(retriever, prefixes, profile.n_candidates))
+    prefixes = [training_prefix(data.train[u], preset.instructions.n_targets)[0] for u in users]
+    top_k = top_k_after_histories(retriever, prefixes, preset.n_exported_candidates)
+    candidates = candidate_rows(users, "train", *top_k)
     keywords = {}
     if Path(args.profiles).exists():
         profiles = read_profiles(args.profiles)
         keywords = dict(zip(profiles["user"], profiles["keywords"], strict=True))
-    tokenizer = load_tokenizer(profile.llm)
+    tokenizer = load_tokenizer(preset.llm)
     count_tokens = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
     examples = build_instruction_examples(
-        data, processed.items, users, profile.instructions, config.seed, keywords, candidates, "movie",
-        count_tokens, profile.finetune.max_length - template_tokens(tokenizer),
+        data, processed.items, users, preset.instructions, config.seed, keywords, candidates, "movie",
+        count_tokens, preset.finetune.max_length - template_tokens(tokenizer),
     )  # fmt: skip
     dataset = to_sft_dataset(examples, tokenizer)
     lengths = [count_tokens(p + c) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)]
-    batch_size = profile.finetune.batch_size
+    batch_size = preset.finetune.batch_size
     random_order = np.random.default_rng(config.seed).permutation(len(lengths)).tolist()
     grouped_order = list(LengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(0)))
 
@@ -84,18 +85,18 @@ def main() -> None:
         "tokens": int(sum(lengths)),
         "padded_tokens_random_batches": padded_tokens(lengths, random_order, batch_size),
         "padded_tokens_grouped_batches": padded_tokens(lengths, grouped_order, batch_size),
-        "instructions": dataclasses.asdict(profile.instructions),
+        "instructions": dataclasses.asdict(preset.instructions),
         "steps_measured": args.steps,
         "machine": machine(),
     }
     settings = [] if args.skip_all_layers else [("all_layers", None)]
     settings += [(f"last_{n}_layers", n) for n in args.last_layers]
     for name, last_layers in settings:
-        spec = dataclasses.replace(profile.finetune, max_steps=args.steps, max_minutes=None, save_steps=10_000,
+        spec = dataclasses.replace(preset.finetune, max_steps=args.steps, max_minutes=None, save_steps=10_000,
                                    group_by_length=False, lora_last_layers=last_layers)  # fmt: skip
         folder = Path(tempfile.mkdtemp())
         started = time.perf_counter()
-        finetune(profile.llm, tokenizer, dataset, folder, spec, config.seed)
+        finetune(preset.llm, tokenizer, dataset, folder, spec, config.seed)
         result[f"seconds_per_step_{name}"] = round((time.perf_counter() - started) / args.steps, 2)  # incl. loading
         shutil.rmtree(folder)
     write_json(result, args.out)

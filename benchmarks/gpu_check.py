@@ -1,11 +1,11 @@
-"""The GPU check: what the `paper` profile needs from a CUDA machine, measured in a few minutes.
+"""The GPU check: what the `paper` preset needs from a CUDA machine, measured in a few minutes.
 
     bash benchmarks/gpu_check.sh                                   # on a lent GPU machine (see the script)
     .venv/bin/python benchmarks/gpu_check.py --device cpu --tiny   # the dry run the tests do, on the CPU
 
 Three stages, each timed, into one JSON (default benchmarks/results/gpu_check_<device>.json):
 
-1. **SASRec** with the `cpu` profile's configuration and schedule, trained on MovieLens-1M (``--data-dir``, a
+1. **SASRec** with the `cpu` preset's configuration and schedule, trained on MovieLens-1M (``--data-dir``, a
    custom-format folder) on the device: seconds per epoch, the whole schedule's time, test HR@10 / NDCG@10;
 2. **QLoRA**: a few SFTTrainer steps of a small LLaMA-architecture model loaded in 4-bit NF4 by bitsandbytes
    (random weights: the check is the 4-bit path on this device, not what the model learns);
@@ -32,7 +32,7 @@ from palr_utils.devices import resolve_device
 from palr_utils.finetune import FinetuneSpec, finetune, to_sft_dataset
 from palr_utils.io import write_json
 from palr_utils.llm import LLMSpec, format_prompt, generate, load_llm
-from palr_utils.profiles import resolve_config
+from palr_utils.presets import resolve_config
 from palr_utils.prompts import rank_prompt
 from palr_utils.ranking import rank_scores
 from palr_utils.retrieval import SASRec, SequenceData, train
@@ -53,24 +53,24 @@ def small_llama(folder: Path, tokenizer) -> Path:
 
 
 def check_sasrec(args, device: torch.device) -> dict:
-    profile = "tiny" if args.tiny else "cpu"
+    preset_name = "tiny" if args.tiny else "cpu"
     dataset, data_dir = ("synthetic", args.work_dir) if args.tiny else ("custom", args.data_dir)
-    config = resolve_config(profile, dataset, data_dir, args.work_dir)
-    processed = preprocess(load_raw_dataset(config), config.profile.min_interactions)
+    config = resolve_config(preset_name, dataset, data_dir, args.work_dir)
+    processed = preprocess(load_raw_dataset(config), config.preset.min_interactions)
     processed.info = describe_dataset(config, processed)
-    run_profile = config.profile.for_data(processed.info)
+    preset = config.preset.for_data(processed.info)
     data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
-    training = dataclasses.replace(run_profile.sasrec_training, device=str(device), max_minutes=args.sasrec_minutes)
+    training = dataclasses.replace(preset.sasrec_training, device=str(device), max_minutes=args.sasrec_minutes)
     if args.tiny:
         training = dataclasses.replace(training, epochs=2, eval_every=1)
-    model = SASRec(data.n_items, run_profile.sasrec)
+    model = SASRec(data.n_items, preset.sasrec)
     started = time.perf_counter()
     history = train(model, data, training, progress=False)
     seconds = time.perf_counter() - started
     test = model.evaluate("test")
     return {
         "data": f"{dataset}:{data_dir}", "n_users": data.n_users, "n_items": data.n_items,
-        "config": dataclasses.asdict(run_profile.sasrec), "epochs_run": int(history["epoch"].max()),
+        "config": dataclasses.asdict(preset.sasrec), "epochs_run": int(history["epoch"].max()),
         "epochs_planned": training.epochs, "best_epoch": model.best_epoch, "train_seconds": round(seconds, 1),
         "seconds_per_epoch": round(seconds / max(1, int(history["epoch"].max())), 2),
         "parameters_on": str(model.device), "test_hr@10": test["hr@10"], "test_ndcg@10": test["ndcg@10"],

@@ -1,4 +1,4 @@
-"""Benchmark: the whole tutorial, `cpu` profile, real MovieLens-1M, 2 CPU cores.
+"""Benchmark: the whole tutorial, `cpu` preset, real MovieLens-1M, 2 CPU cores.
 
     .venv/bin/python benchmarks/pipeline_ml1m.py [--data-dir ../shared/data/ml-1m] [--only 03_sasrec_retrieval ...]
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -35,6 +36,17 @@ RESUMABLE_STATE = {
 }
 
 
+def code_version() -> str:
+    """The commit the notebook ran from (with "+changes" when the working tree differed from it)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + (
+        "+changes" if git("status", "--porcelain", "--", "palr_utils", "notebooks") else ""
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", default="../shared/data/ml-1m")
@@ -49,12 +61,13 @@ def main() -> None:
     for stem in args.only:
         notebook = project_root() / "notebooks" / f"{stem}.ipynb"
         resumed = stem in RESUMABLE_STATE and (Path(args.artifact_dir) / RESUMABLE_STATE[stem]).exists()
-        started = time.perf_counter()
+        started, version = time.perf_counter(), code_version()  # before the kernel imports the code
         artifact_dir = run_notebooks("cpu", args.dataset, args.data_dir, args.artifact_dir, notebooks=[notebook])
         result["notebooks"][stem] = {
             "wall_seconds": round(time.perf_counter() - started, 1),
             "resumed": resumed,
             "metrics": read_metrics(artifact_dir, stem),
+            "commit": version,
         }
         result.update(
             profile="cpu",

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/profiles_ml1m.py [--data-dir ../shared/data/ml-1m] [--users 1000]
 
-Uses the `cpu` profile's settings (prompt, batch size, tokens) on a seeded
+Uses the `cpu` preset's settings (prompt, batch size, tokens) on a seeded
 sample of users and records the wall time, seconds per profile, the share of
 empty profiles and a few examples in benchmarks/results/profiles_ml1m_cpu.json.
 The cache is cleared first, so every profile is generated in the run.
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir, "")
-    profile = config.profile
+    profile = config.preset
     users = evaluation_users(data.n_users, args.users, config.seed)
     prompts = build_profile_prompts(
         [data.train[u] for u in users], processed.items, users, user_descriptions(processed.users), "movie",

@@ -1,10 +1,10 @@
-"""Benchmark: does PALR-rank (an LLM trained to rank, palr_utils.ranking) improve on SASRec? `cpu` profile, real data.
+"""Benchmark: does PALR-rank (an LLM trained to rank, palr_utils.ranking) improve on SASRec? `cpu` preset, real data.
 
     .venv/bin/python benchmarks/rank.py [--data-dir ../shared/data/ml-1m] [--minutes 30] [--users 2000]
 
 The LLM stage of issue 13 on its own, without PALR_v1/v2 and without profiles (LlamaRec's setting):
 
-1. preprocess as notebook 01; SASRec with the profile's settings for the data set, its checkpoint reused from
+1. preprocess as notebook 01; SASRec with the preset's settings for the data set, its checkpoint reused from
    benchmarks/sasrec.py when present (same folder, identity checked);
 2. candidates after every user's validation and test histories (notebook 03's export);
 3. a second SASRec trained one step back (each user's last training item held out, ``--back-minutes``), whose
@@ -56,10 +56,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", default="../shared/data/ml-1m")
     parser.add_argument("--dataset", default="custom")
-    parser.add_argument("--minutes", type=float, default=None, help="training budget (default: the profile's)")
-    parser.add_argument("--users", type=int, default=None, help="evaluated users (default: the profile's)")
+    parser.add_argument("--minutes", type=float, default=None, help="training budget (default: the preset's)")
+    parser.add_argument("--users", type=int, default=None, help="evaluated users (default: the preset's)")
     parser.add_argument("--back-minutes", type=float, default=None,
-                        help="budget of the one-step-back SASRec (default: the profile's SASRec budget)")
+                        help="budget of the one-step-back SASRec (default: the preset's SASRec budget)")
     parser.add_argument("--work-dir", default="", help="default: artifacts/benchmarks/rank_<data>")
     parser.add_argument("--out", default="", help="default: benchmarks/results/rank_<data>_cpu.json")
     args = parser.parse_args()
@@ -67,30 +67,30 @@ def main() -> None:
     stages: dict[str, float] = {}
     started = time.perf_counter()
     config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir, "")
-    profile, name = config.profile, data_name(processed, args.data_dir)
+    preset, name = config.preset, data_name(processed, args.data_dir)
     work = Path(args.work_dir or project_root() / "artifacts" / "benchmarks" / f"rank_{name}")
     out = args.out or str(Path(__file__).parent / "results" / f"rank_{name}_cpu.json")
-    spec = profile.rank_finetune if args.minutes is None else dataclasses.replace(
-        profile.rank_finetune, max_minutes=args.minutes
+    spec = preset.rank_finetune if args.minutes is None else dataclasses.replace(
+        preset.rank_finetune, max_minutes=args.minutes
     )  # fmt: skip
-    n_users = args.users or profile.n_eval_users
-    k, n_history, n_targets = profile.rerank_candidates, profile.instructions.n_history, profile.instructions.n_targets
+    n_users = args.users or preset.n_eval_users
+    k, n_history, n_targets = preset.rerank_candidates, preset.instructions.n_history, preset.instructions.n_targets
     stages["preprocess"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    sasrec = SASRec(data.n_items, profile.sasrec)
-    train(sasrec, data, profile.sasrec_training, project_root() / "artifacts" / "benchmarks" / f"sasrec_{name}")
-    candidates = export_candidates(sasrec, data, k=profile.n_candidates, n_targets=n_targets)
+    sasrec = SASRec(data.n_items, preset.sasrec)
+    train(sasrec, data, preset.sasrec_training, project_root() / "artifacts" / "benchmarks" / f"sasrec_{name}")
+    candidates = export_candidates(sasrec, data, k=preset.n_exported_candidates, n_targets=n_targets)
     write_parquet(candidates, work / "candidates.parquet")
     stages["sasrec_and_candidates"] = time.perf_counter() - started
 
     # PALR-rank's training candidates: SASRec trained one step back, which never saw the answers it lists
     started = time.perf_counter()
     back = data.one_step_back()
-    back_training = profile.sasrec_training if args.back_minutes is None else dataclasses.replace(
-        profile.sasrec_training, max_minutes=args.back_minutes
+    back_training = preset.sasrec_training if args.back_minutes is None else dataclasses.replace(
+        preset.sasrec_training, max_minutes=args.back_minutes
     )  # fmt: skip
-    sasrec_back = SASRec(data.n_items, profile.sasrec)
+    sasrec_back = SASRec(data.n_items, preset.sasrec)
     back_history = train(sasrec_back, back, back_training,
                          project_root() / "artifacts" / "benchmarks" / f"sasrec_{name}_one_step_back")  # fmt: skip
     rank_candidates = export_candidates(sasrec_back, back, k=k, splits=(VALID,))
@@ -98,17 +98,17 @@ def main() -> None:
     stages["one_step_back_sasrec"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    tokenizer = load_tokenizer(profile.llm)
+    tokenizer = load_tokenizer(preset.llm)
     count_tokens = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
     domain = processed.info["domain"]
-    rank_users = finetune_users(data.n_users, profile.rank_fraction, config.seed)
+    rank_users = finetune_users(data.n_users, preset.rank_fraction, config.seed)
     examples = build_rank_examples(
         back, processed.items, rank_users, rank_candidates, k, n_history, config.seed, None, domain,
-        profile.instructions.max_title_chars, count_tokens, spec.max_length - template_tokens(tokenizer),
+        preset.instructions.max_title_chars, count_tokens, spec.max_length - template_tokens(tokenizer),
     )  # fmt: skip
     verdict_ids = verdict_token_ids(tokenizer, format_prompt(tokenizer, examples.iloc[0]["prompt"]))
     result = finetune(
-        profile.llm, tokenizer, to_rank_dataset(examples, tokenizer), work / "palr_rank", spec, config.seed,
+        preset.llm, tokenizer, to_rank_dataset(examples, tokenizer), work / "palr_rank", spec, config.seed,
         trainer_class=listwise_trainer_class(), trainer_kwargs={"verdict_ids": verdict_ids},
     )  # fmt: skip
     stages["rank_training"] = time.perf_counter() - started
@@ -119,15 +119,15 @@ def main() -> None:
     users = evaluation_users(data.n_users, n_users, config.seed)
     cases = {split: build_cases(data, candidates, users, {}, n_history, config.seed, k, split=split)
              for split in (VALID, TEST)}  # fmt: skip
-    tokenizer, model = load_finetuned(profile.llm, result.adapter_dir)
+    tokenizer, model = load_finetuned(preset.llm, result.adapter_dir)
     ranker = Reranker(tokenizer, model, processed.items.sort_values("item")["title"].tolist(), domain,
-                      profile.instructions.max_title_chars)  # fmt: skip
+                      preset.instructions.max_title_chars)  # fmt: skip
     scored = {
-        split: run_method(ranker.score_rank, split_cases, work / f"palr_rank_{split}.jsonl", profile.rerank_batch_size,
-                          rerank_identity(result.adapter_dir, profile, config.seed, split_cases))
+        split: run_method(ranker.score_rank, split_cases, work / f"palr_rank_{split}.jsonl", preset.rerank_batch_size,
+                          rerank_identity(result.adapter_dir, preset, config.seed, split_cases))
         for split, split_cases in cases.items()
     }  # fmt: skip
-    weight, curve = choose_fusion_weight(cases[VALID], scored[VALID], profile.fusion_weights)
+    weight, curve = choose_fusion_weight(cases[VALID], scored[VALID], preset.fusion_weights)
     records = {
         "sasrec": retriever_records(cases[TEST]),
         "shuffled": shuffled_records(cases[TEST]),

@@ -1,11 +1,11 @@
-"""Benchmark: SASRec retrieval quality and training time, `cpu` profile, on real data (MovieLens-1M, Beauty).
+"""Benchmark: SASRec retrieval quality and training time, `cpu` preset, on real data (MovieLens-1M, Beauty).
 
     .venv/bin/python benchmarks/sasrec.py [--data-dir ../shared/data/ml-1m]
     .venv/bin/python benchmarks/sasrec.py --data-dir ../shared/data/beauty
     .venv/bin/python benchmarks/sasrec.py --sasrec hidden_size=128 --out results/x.json   # a variant
     .venv/bin/python benchmarks/sasrec.py --training learning_rate=0.003 --out results/y.json  # training variant
 
-Preprocesses the data exactly as notebook 01, trains SASRec with the profile's
+Preprocesses the data exactly as notebook 01, trains SASRec with the preset's
 settings for that data set (its ``dataset_overrides``; early stopping on validation
 NDCG@10), and records validation and test metrics, Recall@50, the popularity baseline
 and the wall time in benchmarks/results/sasrec_<data>_cpu.json (<data>: ml1m, beauty,
@@ -41,9 +41,9 @@ def main() -> None:
     parser.add_argument("--out", default="", help="default: benchmarks/results/sasrec_<data>_<profile>.json")
     parser.add_argument("--checkpoint-dir", default="", help="default: artifacts/benchmarks/sasrec_<data>")
     parser.add_argument("--sasrec", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="change SASRecConfig fields of the profile (values in JSON: 128, 0.0, true)")
+                        help="change SASRecConfig fields of the preset (values in JSON: 128, 0.0, true)")
     parser.add_argument("--training", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="change TrainingConfig fields of the profile's SASRec training (JSON values)")
+                        help="change TrainingConfig fields of the preset's SASRec training (JSON values)")
     args = parser.parse_args()
 
     config, processed, data = load_benchmark_data(args.profile, args.dataset, args.data_dir, "")
@@ -52,8 +52,8 @@ def main() -> None:
     checkpoint_dir = args.checkpoint_dir or str(project_root() / "artifacts" / "benchmarks" / f"sasrec_{name}")
 
     popularity = Popularity().fit(data)
-    model = SASRec(processed.n_items, with_changes(config.profile.sasrec, args.sasrec))
-    training = with_changes(config.profile.sasrec_training, args.training)
+    model = SASRec(processed.n_items, with_changes(config.preset.sasrec, args.sasrec))
+    training = with_changes(config.preset.sasrec_training, args.training)
     started = time.perf_counter()
     history = train(model, data, training, checkpoint_dir)
     wall = time.perf_counter() - started

@@ -1,9 +1,9 @@
-"""Benchmark: seconds per SASRec training step on MovieLens-1M for a few model variants (`cpu` profile).
+"""Benchmark: seconds per SASRec training step on MovieLens-1M for a few model variants (`cpu` preset).
 
     .venv/bin/python benchmarks/sasrec_step_ml1m.py [--data-dir ../shared/data/ml-1m] [--steps 8]
 
 Training quality within a time budget depends on how many epochs fit, so this measures the cost of one
-optimiser step (forward, backward, Adam; the profile's batch size and bf16 setting) for the profile's
+optimiser step (forward, backward, Adam; the preset's batch size and bf16 setting) for the preset's
 SASRec and for variants, on the same batches. It says nothing about quality: that is what
 benchmarks/sasrec.py measures. Results go to benchmarks/results/sasrec_step_ml1m_cpu.json.
 """
@@ -54,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir)
-    training, base = config.profile.sasrec_training, config.profile.sasrec
+    training, base = config.preset.sasrec_training, config.preset.sasrec
     bf16 = training.uses_bf16()
     model = SASRec(processed.n_items, base)
     batches = list(itertools.islice(model.batches(data, np.random.default_rng(0), training.batch_size), args.steps + 2))

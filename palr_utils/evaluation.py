@@ -4,7 +4,7 @@
 * ``shuffled``     - the candidates in the prompt's (random) order: chance, a floor for the re-rankers;
 * ``palr_v1``      - PALR_v1 generates titles from the *Recommend* prompt (matched against the catalogue);
 * ``palr_v2``      - PALR_v2 generates from the *Recommend_Retrieval* prompt with the retriever's top candidates
-                     (the paper: 50; the profile's ``rerank_candidates``);
+                     (the paper: 50; the preset's ``rerank_candidates``);
 * ``palr_v2_fast`` - PALR_v2 scores every candidate's letter in one forward pass;
 * ``palr_v2_fast_calibrated`` - the same, minus each letter's mean log-probability over validation prompts;
 * ``palr_rank``    - PALR-rank, trained to rank (palr_utils.ranking): every candidate scored in one forward pass;
@@ -73,17 +73,17 @@ def cases_fingerprint(cases: list[EvalCase]) -> str:
     return sha256_hex(rows, length=16)
 
 
-def rerank_identity(adapter_dir, profile, seed: int, cases: list[EvalCase]) -> dict:
+def rerank_identity(adapter_dir, preset, seed: int, cases: list[EvalCase]) -> dict:
     """What a re-ranking cache is checked against: the adapter's weights, the cases (the retriever's candidates
-    feed every answer's back-fill) and every setting that shapes the prompts or the answers (``profile`` is a
-    ``RunProfile``). Records of another adapter, candidate list or setting are refused."""
+    feed every answer's back-fill) and every setting that shapes the prompts or the answers (``preset`` is a
+    ``RunPreset``). Records of another adapter, candidate list or setting are refused."""
     return {
         "adapter": adapter_fingerprint(adapter_dir),
         "cases": cases_fingerprint(cases),
         "decoding": "greedy; PALR_v2's first token is a candidate letter",
-        "n_candidates": profile.rerank_candidates,
-        "n_history": profile.instructions.n_history,
-        "max_new_tokens": profile.rerank_max_new_tokens,
+        "n_candidates": preset.rerank_candidates,
+        "n_history": preset.instructions.n_history,
+        "max_new_tokens": preset.rerank_max_new_tokens,
         "seed": seed,
     }
 

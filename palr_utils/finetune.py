@@ -44,7 +44,7 @@ class FinetuneSpec:
     # layer, so the backward pass costs about N / n_layers of a full one: a CPU saving, at some loss of capacity.
     lora_last_layers: int | None = None
     epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs (the tiny profile trains a handful of steps)
+    max_steps: int = -1  # > 0 overrides epochs (the tiny preset trains a handful of steps)
     batch_size: int = 4
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2e-4

@@ -17,7 +17,7 @@ from palr_utils.finetune import finetune, to_sft_dataset
 from palr_utils.instructions import RECOMMEND
 from palr_utils.io import require_artifacts
 from palr_utils.llm import load_tokenizer
-from palr_utils.profiles import resolve_config
+from palr_utils.presets import resolve_config
 
 
 def main() -> None:
@@ -31,11 +31,11 @@ def main() -> None:
     config = resolve_config(args.profile, args.dataset, "", args.artifact_dir, args.seed)
     (path,) = require_artifacts(config.artifact_dir, ["instructions.parquet"], producer="04_finetune_palr")
     examples = pd.read_parquet(path)
-    tokenizer = load_tokenizer(config.profile.llm)
+    tokenizer = load_tokenizer(config.preset.llm)
     for name, rows in {"v1": examples[examples["task"] == RECOMMEND], "v2": examples}.items():
         result = finetune(
-            config.profile.llm, tokenizer, to_sft_dataset(rows, tokenizer),
-            config.artifact_dir / "finetune" / f"palr_{name}", config.profile.finetune, config.seed,
+            config.preset.llm, tokenizer, to_sft_dataset(rows, tokenizer),
+            config.artifact_dir / "finetune" / f"palr_{name}", config.preset.finetune, config.seed,
         )  # fmt: skip
         print(f"PALR_{name}: adapter in {result.adapter_dir}")
 

@@ -47,7 +47,7 @@ class InstructionSpec:
     n_candidates: int = 20  # length of the candidate list in Recommend_Retrieval
     # Answers hidden in that list (the first of the label; None: all n_targets). Evaluation asks for 10 of the
     # retriever's candidates of which at most one is right: with 10 answers among 15 candidates a model learns
-    # to copy the list, so the laptop profiles train with a few answers among many candidates instead.
+    # to copy the list, so the laptop presets train with a few answers among many candidates instead.
     n_retrieval_targets: int | None = None
     swap_probability: float = 0.3  # chance of one history/label swap per example
     max_title_chars: int = 60  # long titles (Beauty) are cut at a word boundary

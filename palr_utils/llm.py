@@ -101,7 +101,7 @@ class LLMSpec:
     """What to load: ``name`` is "smollm2", a Hugging Face id or a local folder."""
 
     name: str = SMOLLM2
-    load_in_4bit: bool = False  # bitsandbytes NF4, as in QLoRA (the paper profile)
+    load_in_4bit: bool = False  # bitsandbytes NF4, as in QLoRA (the paper preset)
     dtype: str = "auto"  # "auto": bf16 where fast, else fp32 (4-bit: bf16 compute)
 
 

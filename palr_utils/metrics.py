@@ -15,6 +15,14 @@ import numpy as np
 import torch
 
 
+def log_softmax(scores) -> np.ndarray:
+    """Scores over one short list -> log-probabilities over that list (shifted by the maximum, so large scores
+    do not overflow). How the re-rankers' letter or Yes/No scores and the retriever's scores become comparable."""
+    scores = np.asarray(scores, dtype=np.float64)
+    shifted = scores - scores.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
     """0-based rank of each user's target among all items (0 = top of the list).
 

@@ -7,7 +7,7 @@ import random
 import numpy as np
 
 from palr_utils.io import StaleArtifactError, write_json
-from palr_utils.profiles import RunConfig, resolve_config
+from palr_utils.presets import RunConfig, resolve_config
 
 DATA_SOURCE_FILE = "data_source.json"
 
@@ -61,16 +61,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_notebook(profile: str, dataset: str, data_dir: str, artifact_dir: str, seed: object) -> RunConfig:
+def setup_notebook(preset: str, dataset: str, data_dir: str, artifact_dir: str, seed: object) -> RunConfig:
     """Resolve a notebook's parameters cell into a config, seed everything and print the plan."""
     import seaborn as sns
 
-    config = resolve_config(profile, dataset, data_dir, artifact_dir, seed)
+    config = resolve_config(preset, dataset, data_dir, artifact_dir, seed)
     seed_everything(config.seed)
     sns.set_theme(style="whitegrid", context="notebook")
     config.artifact_dir.mkdir(parents=True, exist_ok=True)
     claim_artifact_dir(config)
-    print(f"profile   : {config.profile.name} ({config.profile.description})")
+    print(f"preset    : {config.preset.name} ({config.preset.description})")
     print(f"dataset   : {config.dataset}")
     print(f"data dir  : {config.data_dir}")
     print(f"artifacts : {config.artifact_dir}")

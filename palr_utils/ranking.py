@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from palr_utils.constants import ITEM, SPLIT, TITLE, USER, VALID
 from palr_utils.instructions import keywords_without_answers, shorten
+from palr_utils.metrics import log_softmax
 from palr_utils.prompts import rank_candidate, rank_prompt
 from palr_utils.retrieval.candidates import RANK
 from palr_utils.retrieval.sequences import SequenceData
@@ -245,9 +246,6 @@ def listwise_trainer_class():
 
 
 def fusion_scores(retriever_scores: np.ndarray, llm_log_probs: np.ndarray, weight: float) -> np.ndarray:
-    """The retriever's log-softmax over the K candidates plus ``weight`` times the LLM's letter
-    log-probabilities, both in the listed order. ``weight=0`` is the retriever alone."""
-    retriever = np.asarray(retriever_scores, dtype=np.float64)
-    retriever = retriever - retriever.max()
-    retriever = retriever - np.log(np.exp(retriever).sum())
-    return retriever + weight * np.asarray(llm_log_probs, dtype=np.float64)
+    """The retriever's log-softmax over the K candidates plus ``weight`` times the LLM's log-probabilities
+    (PALR-rank's, or PALR_v2's letters'), both in the listed order. ``weight=0`` is the retriever alone."""
+    return log_softmax(retriever_scores) + weight * np.asarray(llm_log_probs, dtype=np.float64)

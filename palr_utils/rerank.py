@@ -27,6 +27,7 @@ from rapidfuzz import fuzz, process, utils
 
 from palr_utils.instructions import shorten
 from palr_utils.llm import format_prompt, generate
+from palr_utils.metrics import log_softmax
 from palr_utils.prompts import CANDIDATE_LABELS, rank_prompt, recommend_prompt, recommend_retrieval_prompt
 from palr_utils.ranking import rank_scores
 
@@ -164,13 +165,6 @@ def letter_scores(tokenizer, model, formatted_prompts: list[str], n_candidates: 
     return [logits[row, ids[:n]].numpy() for row, n in enumerate(n_candidates)]
 
 
-def letter_log_probs(scores: np.ndarray) -> np.ndarray:
-    """Letter logits -> log-probabilities over this prompt's letters only."""
-    scores = np.asarray(scores, dtype=np.float64)
-    shifted = scores - scores.max()
-    return shifted - np.log(np.exp(shifted).sum())
-
-
 def letter_prior(score_rows: Sequence[np.ndarray]) -> np.ndarray:
     """Each letter's mean log-probability over many prompts: how much the model likes a position whatever
     candidate it labels. The candidates are shuffled per user, so this is bias, not knowledge."""
@@ -179,7 +173,7 @@ def letter_prior(score_rows: Sequence[np.ndarray]) -> np.ndarray:
     longest = max(len(row) for row in score_rows)
     log_probs = np.full((len(score_rows), longest), np.nan)
     for r, row in enumerate(score_rows):
-        log_probs[r, : len(row)] = letter_log_probs(row)
+        log_probs[r, : len(row)] = log_softmax(row)  # over this prompt's letters only
     return np.nanmean(log_probs, axis=0)  # a letter counts only in the prompts whose list reaches it
 
 
@@ -187,7 +181,7 @@ def calibrated_scores(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """A prompt's letter log-probabilities minus the prior: what this prompt adds to the usual preference."""
     if len(scores) > len(prior):
         raise ValueError(f"{len(scores)} letters to rank, but the prior covers only {len(prior)}")
-    return letter_log_probs(scores) - prior[: len(scores)]
+    return log_softmax(scores) - prior[: len(scores)]
 
 
 K = 10  # the length of every final list
@@ -238,7 +232,7 @@ class Reranker:
                            [[self.titles[i] for i in c.listed] for c in cases])  # fmt: skip
         records = []
         for case, row in zip(cases, rows, strict=True):
-            log_probs = letter_log_probs(row)
+            log_probs = log_softmax(row)
             order = [case.listed[j] for j in np.argsort(-log_probs, kind="stable")]
             records.append({"final": order[:K], "rank": rank_in_list(case.target, order[:K]),
                             "log_probs": [round(float(v), 6) for v in log_probs]})  # fmt: skip

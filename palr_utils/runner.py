@@ -31,7 +31,7 @@ from palr_utils.constants import NOTEBOOKS
 from palr_utils.data.custom import MISSING_TITLE_POLICIES
 from palr_utils.io import read_metrics
 from palr_utils.paths import project_root
-from palr_utils.profiles import parse_seed, resolve_config
+from palr_utils.presets import parse_seed, resolve_config
 
 QUIET_KERNEL_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -67,7 +67,9 @@ def headline(metrics: dict, n: int = 4) -> str:
     otherwise the first counts."""
     numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     chosen = [k for k in numbers if k.endswith("test_ndcg@10")] or list(numbers)
-    return ", ".join(f"{k} {numbers[k]:.4g}" for k in chosen[:n])
+    return ", ".join(
+        f"{k} {numbers[k]:,}" if isinstance(numbers[k], int) else f"{k} {numbers[k]:.4g}" for k in chosen[:n]
+    )
 
 
 def _failure_summary(error: PapermillExecutionError, notebook: Path, executed: Path, log: Path, resume: str) -> str:
@@ -144,7 +146,7 @@ def run_notebooks(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--dataset", default="", help="default: the profile's data set")
+    parser.add_argument("--dataset", default="", help="default: the preset's data set")
     parser.add_argument("--data-dir", default="", help="default: data/")
     parser.add_argument(
         "--artifact-dir", default="", help="default: artifacts/<profile>/<dataset>/ (<folder>-custom for custom data)"

@@ -15,7 +15,7 @@ import pytest
 import palr_utils.data as data_module
 from palr_utils.data.download import DownloadError, RemoteFile, fetch
 from palr_utils.hashing import sha256_file
-from palr_utils.profiles import resolve_config
+from palr_utils.presets import resolve_config
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from palr_utils.data.movielens import load_movielens
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
 from palr_utils.io import StaleArtifactError, atomic_path
 from palr_utils.notebook import claim_artifact_dir
-from palr_utils.profiles import parse_seed, resolve_config
+from palr_utils.presets import parse_seed, resolve_config
 from palr_utils.rerank import match_answer
 from palr_utils.retrieval import SASRec, SequenceData, TrainingConfig, train
 from palr_utils.retrieval.sasrec import SASRecConfig

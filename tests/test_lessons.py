@@ -31,3 +31,85 @@ def test_lessons_are_committed_without_outputs(stem):
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
             assert not cell["outputs"] and cell["execution_count"] is None
+
+
+# --- publishing an executed run as lessons (palr_utils.lessons, `make lessons`) -------------------------------
+
+
+def _executed(source: str, output: str, count: int | None = 1, error: bool = False) -> dict:
+    outputs = [{"output_type": "error", "ename": "ValueError", "evalue": "bad", "traceback": []}] if error else [
+        {"output_type": "stream", "name": "stdout", "text": [output]}
+    ]
+    return {
+        "cells": [{"cell_type": "code", "source": [source], "execution_count": count, "outputs": outputs,
+                   "metadata": {}}],
+        "metadata": {"papermill": {"parameters": {"PROFILE": "cpu", "DATASET": "custom", "SEED": 42,
+                                                  "DATA_DIR": "/home/me/data/beauty"}}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }  # fmt: skip
+
+
+def _run_folder(tmp_path, notebooks: dict[str, dict], metrics: dict[str, dict] | None = None):
+    artifact_dir = tmp_path / "run"
+    (artifact_dir / "executed").mkdir(parents=True)
+    (artifact_dir / "metrics").mkdir()
+    for stem, notebook in notebooks.items():
+        (artifact_dir / "executed" / f"{stem}.ipynb").write_text(json.dumps(notebook))
+    for stem, values in (metrics or {}).items():
+        (artifact_dir / "metrics" / f"{stem}.json").write_text(json.dumps(values))
+    return artifact_dir
+
+
+def test_published_lessons_keep_outputs_hide_machine_paths_and_list_what_ran(tmp_path):
+    from palr_utils.lessons import publish_lessons
+
+    artifact_dir = _run_folder(tmp_path, {})
+    printed = f"artifacts : {artifact_dir}/x\ndata dir  : /home/me/data/beauty\n"
+    (artifact_dir / "executed" / "01_preprocessing.ipynb").write_text(json.dumps(_executed("print(1)", printed)))
+    (artifact_dir / "metrics" / "01_preprocessing.json").write_text(json.dumps({"n_users": 22363}))
+    written = publish_lessons(artifact_dir, tmp_path / "lessons")
+    lesson = json.loads((tmp_path / "lessons" / "01_preprocessing.ipynb").read_text())
+    text = "".join(lesson["cells"][0]["outputs"][0]["text"])
+    assert text == "artifacts : <ARTIFACT_DIR>/x\ndata dir  : <DATA_DIR>\n"
+    index = (tmp_path / "lessons" / "README.md").read_text()
+    assert "[01_preprocessing](01_preprocessing.ipynb) | executed | n_users 22,363" in index
+    assert "| 05_evaluation | not run yet |" in index and "PROFILE=cpu, DATASET=custom, SEED=42" in index
+    assert [p.name for p in written] == ["01_preprocessing.ipynb", "README.md"]
+
+
+@pytest.mark.parametrize(
+    "notebook, reason",
+    [(_executed("1 / 0", "", error=True), "ended with an error"), (_executed("x = 1", "", count=None), "not executed")],
+)
+def test_a_notebook_that_failed_or_stopped_is_not_published(tmp_path, notebook, reason):
+    from palr_utils.lessons import LessonNotReady, publish_lessons
+
+    artifact_dir = _run_folder(tmp_path, {"01_preprocessing": notebook})
+    with pytest.raises(LessonNotReady, match=reason):
+        publish_lessons(artifact_dir, tmp_path / "lessons")
+    assert not (tmp_path / "lessons" / "01_preprocessing.ipynb").exists()
+
+
+def test_publishing_a_run_that_never_ran_says_what_to_do(tmp_path):
+    from palr_utils.lessons import LessonNotReady, publish_lessons
+
+    with pytest.raises(LessonNotReady, match="run the pipeline first"):
+        publish_lessons(tmp_path / "nothing", tmp_path / "lessons")
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_every_exercise_is_graded_hinted_and_solved(stem):
+    import re
+
+    from palr_utils.lessons import solution_blocks
+    from palr_utils.paths import project_root
+
+    text = next(text for kind, text in _cells(stem) if kind == "markdown" and "## Exercises" in text)
+    exercises = re.findall(r"^\d+\. (★+) ", text.split("## Exercises")[1], flags=re.M)
+    assert 2 <= len(exercises) <= 4, "two to four exercises"
+    assert text.count("*Hint:*") == len(exercises), "a hint under every exercise"
+    solutions = project_root() / "exercises" / "solutions" / f"{stem}.md"
+    assert f"(../exercises/solutions/{stem}.md)" in text and solutions.exists(), "a link to the worked solutions"
+    headings = re.findall(r"^## (\d+)\. (★+) ", solutions.read_text(), flags=re.M)
+    assert [marks for _, marks in headings] == exercises, "one solution per exercise, graded alike"
+    assert len(solution_blocks(solutions)) == len(exercises), "runnable code for every solution"

@@ -7,6 +7,7 @@ from sklearn.metrics import ndcg_score
 
 from palr_utils.metrics import (
     hit_rate_at_k,
+    log_softmax,
     ndcg_at_k,
     ndcg_per_user,
     paired_bootstrap_ci,
@@ -71,3 +72,12 @@ def test_paired_bootstrap_interval_sees_a_consistent_gain_and_no_gain():
 def test_the_bootstrap_is_seeded():
     a, b = np.arange(50) / 50.0, np.zeros(50)
     assert paired_bootstrap_ci(a, b, seed=3) == paired_bootstrap_ci(a, b, seed=3)
+
+
+def test_log_softmax_gives_log_probabilities_and_survives_large_scores():
+    scores = np.array([2.0, 0.0, -1.0])
+    expected = np.log(np.exp(scores) / np.exp(scores).sum())
+    np.testing.assert_allclose(log_softmax(scores), expected)
+    # a shift changes nothing; scores far beyond exp's range neither overflow nor lose their order
+    np.testing.assert_allclose(log_softmax(scores + 1000.0), expected)
+    assert np.isfinite(log_softmax([1e6, 0.0])).all() and np.exp(log_softmax([5.0, 5.0])).tolist() == [0.5, 0.5]

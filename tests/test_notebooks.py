@@ -1,4 +1,4 @@
-"""Execute every notebook, in order, with papermill on the tiny profile.
+"""Execute every notebook, in order, with papermill on the tiny preset.
 
 The run happens once per test session (module fixture); each test then reads the
 metrics file of one notebook. A notebook missing from ``notebooks/`` (renamed, deleted) fails the tests.
@@ -6,10 +6,17 @@ metrics file of one notebook. A notebook missing from ``notebooks/`` (renamed, d
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 
 from palr_utils.io import read_metrics
-from palr_utils.profiles import get_profile
+from palr_utils.lessons import solution_blocks
+from palr_utils.paths import project_root
+from palr_utils.presets import get_preset
 from palr_utils.prompts import CANDIDATE_LABELS
 from palr_utils.runner import NOTEBOOKS, present_notebooks, run_notebooks
 
@@ -22,8 +29,10 @@ def test_every_lesson_is_in_the_notebooks_folder():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    artifact_dir = tmp_path_factory.mktemp("artifacts")
-    data_dir = tmp_path_factory.mktemp("data")
+    """The artifact folder of one tiny run; its data folder is the sibling ``data``."""
+    base = tmp_path_factory.mktemp("tiny")
+    artifact_dir, data_dir = base / "artifacts", base / "data"
+    artifact_dir.mkdir(), data_dir.mkdir()
     run_notebooks("tiny", data_dir=str(data_dir), artifact_dir=str(artifact_dir))
     return artifact_dir
 
@@ -60,13 +69,13 @@ def test_03_retrieval_metrics_and_sasrec_beats_popularity(tiny_run):
 
 
 def test_02_profiles_written_by_the_real_model(tiny_run):
-    from palr_utils.profiles import PROFILES
+    from palr_utils.presets import PRESETS
     from palr_utils.sampling import evaluation_users, finetune_users
     from palr_utils.user_profiles import read_profiles
 
     metrics = read_metrics(tiny_run, "02_user_profiles")
     n_users = read_metrics(tiny_run, "01_preprocessing")["n_users"]
-    tiny = PROFILES["tiny"]
+    tiny = PRESETS["tiny"]
     tuned = set(finetune_users(n_users, tiny.finetune_fraction, 42))
     evaluated = set(evaluation_users(n_users, tiny.n_eval_users, 42))
     assert metrics["n_profiles"] == len(tuned) + len(evaluated)
@@ -91,10 +100,10 @@ def test_04_finetuning_lowers_the_loss(tiny_run):
 
 
 def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
-    from palr_utils.profiles import PROFILES
+    from palr_utils.presets import PRESETS
 
     metrics = read_metrics(tiny_run, "05_evaluation")
-    assert metrics["n_eval_users"] == PROFILES["tiny"].n_eval_users
+    assert metrics["n_eval_users"] == PRESETS["tiny"].n_eval_users
     methods = ("sasrec", "palr_v1", "palr_v2", "palr_v2_fast", "palr_v2_fast_calibrated", "palr_rank", "palr_fused")
     for method in methods:
         for key in ("hr@10", "ndcg@10"):
@@ -103,7 +112,7 @@ def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
     for method in (*methods[1:], "shuffled"):  # every method's interval of its difference to SASRec
         low, high = metrics[f"{method}_ndcg@10_delta_ci_low"], metrics[f"{method}_ndcg@10_delta_ci_high"]
         assert -1.0 <= low <= high <= 1.0
-    assert metrics["palr_fused_weight"] in get_profile("tiny").fusion_weights
+    assert metrics["palr_fused_weight"] in get_preset("tiny").fusion_weights
     if metrics["palr_fused_weight"] == 0.0:  # validation gave the LLM no say: the fused list is SASRec's
         assert metrics["palr_fused_test_ndcg@10"] == metrics["sasrec_test_ndcg@10"]
     for key in ("palr_v2_parse_rate", "palr_v2_hallucination_rate", "palr_v2_seen_rate", "palr_v1_seen_rate"):
@@ -115,5 +124,21 @@ def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
     assert len(records) == metrics["n_eval_users"]
     assert (records["final"].map(len) == 10).all()  # back-filled to 10 for every user
     # generation was made to start with one of the candidates' letters
-    letters = set(CANDIDATE_LABELS[: get_profile("tiny").rerank_candidates])
+    letters = set(CANDIDATE_LABELS[: get_preset("tiny").rerank_candidates])
     assert records["raw_output"].map(lambda text: text.lstrip()[:1] in letters).all()
+
+
+SOLUTIONS = [(path.name, number) for path in sorted((project_root() / "exercises" / "solutions").glob("*.md"))
+             for number in range(len(solution_blocks(path)))]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, number", SOLUTIONS)
+def test_every_exercise_solution_runs_on_the_tiny_run(tiny_run, name, number):
+    """Each worked solution, as a student would paste it, against the run the tests just executed."""
+    code = solution_blocks(project_root() / "exercises" / "solutions" / name)[number]
+    code = re.sub(r'^ARTIFACT_DIR = ".*"', f'ARTIFACT_DIR = "{tiny_run}"', code, flags=re.M)
+    code = re.sub(r'^DATA_DIR = ".*"', f'DATA_DIR = "{tiny_run.parent / "data"}"', code, flags=re.M)
+    environment = {**os.environ, "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=project_root(), env=environment, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, f"{name}, block {number + 1}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"

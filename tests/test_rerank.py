@@ -15,7 +15,7 @@ from palr_utils.evaluation import (
     summarize,
 )
 from palr_utils.io import StaleArtifactError
-from palr_utils.profiles import get_profile
+from palr_utils.presets import get_preset
 from palr_utils.rerank import (
     Reranker,
     answer_lines,
@@ -203,7 +203,7 @@ def test_rerank_cache_refuses_records_of_another_adapter(tmp_path):
 
 def test_rerank_identity_follows_the_adapter_weights_the_candidates_and_the_settings(tmp_path):
     (tmp_path / "adapter_model.safetensors").write_bytes(b"weights one")
-    tiny, cpu = get_profile("tiny"), get_profile("cpu")
+    tiny, cpu = get_preset("tiny"), get_preset("cpu")
     cases = [EvalCase(user=0, target=5, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])]
     first = rerank_identity(tmp_path, tiny, 1, cases)
     assert first == rerank_identity(tmp_path, tiny, 1, cases)

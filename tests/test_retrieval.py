@@ -193,6 +193,20 @@ def test_each_baseline_trains_scores_every_item_and_reuses_its_checkpoint(small_
     assert train(again, small_data, FAST, tmp_path, progress=False)["epoch"].tolist() == history["epoch"].tolist()
 
 
+def test_ncf_scores_every_item_exactly_as_its_forward_pass_would():
+    from palr_utils.retrieval.ncf import NCFConfig, NeuMF
+
+    torch.manual_seed(0)
+    model = NeuMF(7, 300, NCFConfig(embedding_size=8, mlp_sizes=(16, 8))).eval()
+    for table in (model.gmf_user, model.gmf_item, model.mlp_user, model.mlp_item):
+        torch.nn.init.normal_(table.weight)  # away from the near-zero start, so that every term matters
+    users = np.array([4, 0, 6, 0])
+    with torch.no_grad():
+        fast = model._score(users, "test")
+        pairwise = model(torch.as_tensor(users).repeat_interleave(300), torch.arange(300).repeat(4)).view(4, 300)
+    torch.testing.assert_close(fast, pairwise, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.integration
 def test_learning_rate_decays_on_a_plateau_and_resumes_with_it(small_data, tmp_path):
     def stalled_model():  # validation never improves after the first evaluation

@@ -14,6 +14,7 @@ def test_headline_prefers_test_ndcg_and_skips_flags():
     metrics = {"n_users": 40, "sasrec_test_ndcg@10": 0.25, "cached": True, "palr_rank_test_ndcg@10": 0.125}
     assert headline(metrics) == "sasrec_test_ndcg@10 0.25, palr_rank_test_ndcg@10 0.125"
     assert headline({"n_users": 40, "label": "x", "n_items": 60}) == "n_users 40, n_items 60"
+    assert headline({"n_users": 22363, "seconds": 1.5}) == "n_users 22,363, seconds 1.5"
 
 
 def _notebook(path, *cells: str):

@@ -15,12 +15,12 @@ from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
 from palr_utils.devices import resolve_device
-from palr_utils.profiles import resolve_config
+from palr_utils.presets import resolve_config
 from palr_utils.retrieval import SASRec, SASRecConfig, SequenceData, TrainingConfig, build_baselines, train
 
 UPPER_LAYERS = {
-    "palr_utils.data": ["retrieval", "llm", "finetune", "instructions", "ranking", "evaluation", "profiles"],
-    "palr_utils.retrieval": ["llm", "finetune", "instructions", "ranking", "evaluation", "profiles"],
+    "palr_utils.data": ["retrieval", "llm", "finetune", "instructions", "ranking", "evaluation", "presets"],
+    "palr_utils.retrieval": ["llm", "finetune", "instructions", "ranking", "evaluation", "presets"],
 }
 
 
@@ -42,13 +42,15 @@ def small_data(tmp_path_factory) -> SequenceData:
 
 
 def test_the_run_seed_reaches_the_retrievers_training_settings_also_after_a_data_set_override():
-    profile = resolve_config("cpu", seed=7).profile
-    assert profile.sasrec_training.seed == profile.baseline_training.seed == 7
-    assert profile.for_data({"paper_dataset": "beauty"}).sasrec_training.seed == 7
+    preset = resolve_config("cpu", seed=7).preset
+    assert preset.sasrec_training.seed == preset.baseline_training.seed == 7
+    beauty = preset.for_data({"paper_dataset": "beauty"})
+    assert beauty.sasrec_training.seed == beauty.baseline_settings("bpr_mf").seed == 7
+    assert beauty.baseline_settings("gru4rec") == beauty.baseline_training  # no setting of its own
 
 
 def _trained_weights(data: SequenceData, seed: int) -> torch.Tensor:
-    training = resolve_config("tiny", seed=seed).profile.sasrec_training
+    training = resolve_config("tiny", seed=seed).preset.sasrec_training
     torch.manual_seed(0)  # the same initial weights: only the training seed differs between the runs
     model = SASRec(data.n_items, SASRecConfig(max_len=20, hidden_size=16, n_blocks=1))
     train(model, data, TrainingConfig(epochs=2, batch_size=16, eval_every=2, seed=training.seed), progress=False)

@@ -5,7 +5,7 @@
 * ``ml-1m``     - MovieLens-1M: an existing folder in DATA_DIR, or downloaded (checksum-verified);
 * ``beauty``    - Amazon Beauty 2014 5-core: existing files in DATA_DIR, or downloaded;
 * ``custom``    - your own interactions.tsv[.gz] + items.tsv in DATA_DIR;
-* ``synthetic`` - generated from the profile's :class:`SyntheticSpec` and the seed.
+* ``synthetic`` - generated from the run preset's :class:`SyntheticSpec` and the seed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from palr_utils.io import atomic_path, require_artifacts, write_json, write_parq
 from palr_utils.paper import paper_dataset
 
 if TYPE_CHECKING:  # the run settings sit above the data layer: imported for annotations only
-    from palr_utils.profiles import RunConfig
+    from palr_utils.presets import RunConfig
 
 __all__ = [
     "DataFormatError",
@@ -114,8 +114,8 @@ def load_raw_dataset(config: RunConfig, missing_titles: str = "placeholder") -> 
     data_dir = config.data_dir
     if config.dataset == "synthetic":
         folder = write_synthetic(
-            synthetic_folder(data_dir, config.profile.synthetic, config.seed),
-            config.profile.synthetic,
+            synthetic_folder(data_dir, config.preset.synthetic, config.seed),
+            config.preset.synthetic,
             config.seed,
         )
         return load_movielens(folder, name="synthetic")

@@ -66,6 +66,24 @@ class NeuMF(TorchRetriever):
         return F.binary_cross_entropy_with_logits(self(users, items), labels)
 
     def _score(self, users: np.ndarray, split: str) -> torch.Tensor:
-        users = torch.as_tensor(users, device=self.device).repeat_interleave(self.n_items)
-        items = torch.arange(self.n_items, device=self.device).repeat(len(users) // self.n_items)
-        return self(users, items).view(-1, self.n_items)
+        """:meth:`forward` for every (user, item) pair, computed without the pairs' concatenation.
+
+        The MLP's first layer reads [user; item], so it equals W_user @ user + W_item @ item: each half is
+        applied once per user and once per item, not once per pair; likewise the output layer's GMF half is a
+        weighted dot product, one matrix product for all items. Only the MLP's later, narrower layers run per
+        pair, in chunks of users that bound the memory. Exact in evaluation mode (no dropout); 6x faster than
+        scoring the pairs through :meth:`forward` on Beauty's 12,101 items, where validation had taken most of
+        NCF's training budget (benchmarks/results/ncf_scoring_beauty.json).
+        """
+        users = torch.as_tensor(users, device=self.device)
+        d, first = self.config.embedding_size, self.mlp[0]
+        user_part = self.mlp_user(users) @ first.weight[:, :d].T + first.bias
+        item_part = self.mlp_item.weight @ first.weight[:, d:].T
+        gmf_weight, mlp_weight = self.output.weight[0, :d], self.output.weight[0, d:]
+        gmf = (self.gmf_user(users) * gmf_weight) @ self.gmf_item.weight.T + self.output.bias
+        chunk = max(1, 2**24 // (self.n_items * first.out_features))  # about 64 MB of hidden units at a time
+        rows = []
+        for start in range(0, len(users), chunk):
+            hidden = self.mlp[1:](user_part[start : start + chunk, None, :] + item_part[None])
+            rows.append(gmf[start : start + chunk] + hidden @ mlp_weight)
+        return torch.cat(rows)

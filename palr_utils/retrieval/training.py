@@ -46,7 +46,7 @@ class TrainingConfig:
     warmup_epochs: float = 0.0
     # bf16 matmuls on CPU: True, False, or "auto" (on where the CPU has bf16 units, e.g. AVX512-BF16 or AMX)
     bf16_autocast: bool | str = False
-    seed: int = 42  # the notebooks' SEED replaces it (RunProfile.with_seed)
+    seed: int = 42  # the notebooks' SEED replaces it (RunPreset.with_seed)
     # "auto": the GPU when there is one (bf16 autocast on it), else the CPU; or "cpu", "cuda", "cuda:1"
     device: str = "auto"
 

@@ -3,13 +3,13 @@ from pathlib import Path
 import pytest
 
 from palr_utils.paths import project_root
-from palr_utils.profiles import PROFILES, resolve_config
+from palr_utils.presets import PRESETS, resolve_config
 
 
-def test_three_named_profiles_exist():
-    assert set(PROFILES) == {"tiny", "cpu", "paper"}
-    assert PROFILES["tiny"].default_dataset == "synthetic"
-    assert PROFILES["cpu"].default_dataset == "ml-1m"
+def test_three_named_presets_exist():
+    assert set(PRESETS) == {"tiny", "cpu", "paper"}
+    assert PRESETS["tiny"].default_dataset == "synthetic"
+    assert PRESETS["cpu"].default_dataset == "ml-1m"
 
 
 def test_empty_parameters_take_the_defaults():
@@ -28,20 +28,20 @@ def test_relative_paths_start_at_the_repository_root():
 
 
 @pytest.mark.parametrize(
-    "profile, dataset, message", [("huge", "", "Unknown PROFILE"), ("tiny", "netflix", "Unknown DATASET")]
+    "preset, dataset, message", [("huge", "", "Unknown PROFILE"), ("tiny", "netflix", "Unknown DATASET")]
 )
-def test_unknown_names_are_refused_with_the_choices(profile, dataset, message):
+def test_unknown_names_are_refused_with_the_choices(preset, dataset, message):
     with pytest.raises(ValueError, match=message):
-        resolve_config(profile, dataset)
+        resolve_config(preset, dataset)
 
 
 def test_the_reranked_list_is_as_long_as_the_training_lists_and_fits_the_export():
     import dataclasses
 
     from palr_utils.instructions import InstructionSpec
-    from palr_utils.profiles import PROFILES
+    from palr_utils.presets import PRESETS
 
-    for profile in PROFILES.values():
-        assert profile.rerank_candidates == profile.instructions.n_candidates <= profile.n_candidates
+    for preset in PRESETS.values():
+        assert preset.rerank_candidates == preset.instructions.n_candidates <= preset.n_exported_candidates
     with pytest.raises(ValueError, match="instructions.n_candidates"):
-        dataclasses.replace(PROFILES["tiny"], instructions=InstructionSpec(n_candidates=60))
+        dataclasses.replace(PRESETS["tiny"], instructions=InstructionSpec(n_candidates=60))

@@ -1,7 +1,8 @@
-"""Named run profiles: every size and setting a notebook needs, in one place.
+"""Named run presets: every size and setting a notebook needs, in one place.
 
-A notebook asks for a profile by name (``PROFILE = "tiny"``) instead of
-repeating numbers, the way nanoGPT keeps a small config in a named file.
+A notebook asks for a preset by name (its ``PROFILE`` parameter, ``PROFILE = "tiny"``, the name people's
+commands already use) instead of repeating numbers, the way nanoGPT keeps a small config in a named file.
+"Profile" alone means a *user* profile in this project: the keywords notebook 02 writes (``user_profiles``).
 
 * ``tiny``  - synthetic data, a few minutes on 2 CPU cores; what the tests run.
 * ``cpu``   - real data on a laptop CPU with a small LLaMA-architecture model.
@@ -25,8 +26,8 @@ from palr_utils.retrieval.training import TrainingConfig
 
 
 @dataclass(frozen=True)
-class RunProfile:
-    """Everything that differs between the tiny, cpu and paper runs."""
+class RunPreset:
+    """Everything that differs between the tiny, cpu and paper runs (the ``PROFILE`` parameter picks one)."""
 
     name: str
     description: str
@@ -36,12 +37,16 @@ class RunProfile:
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     sasrec_training: TrainingConfig = field(default_factory=TrainingConfig)
     baseline_training: TrainingConfig = field(default_factory=TrainingConfig)  # BPR-MF, NCF, GRU4Rec, Caser
+    # a baseline whose training differs from ``baseline_training`` on this data: {model name: its settings}
+    baseline_training_by_model: dict[str, TrainingConfig] = field(default_factory=dict, compare=False, repr=False)
     baseline_max_len: int = 200  # GRU4Rec's history length
-    n_candidates: int = 50  # the retriever's top-K that notebook 03 exports (and Recall@K)
-    llm: LLMSpec = field(default_factory=LLMSpec)  # SmolLM2-135M-Instruct unless the profile says otherwise
+    # the retriever's top-K that notebook 03 exports per user and history (Recall@K's largest K); the prompts
+    # hold fewer: ``instructions.n_candidates`` (= ``rerank_candidates``)
+    n_exported_candidates: int = 50
+    llm: LLMSpec = field(default_factory=LLMSpec)  # SmolLM2-135M-Instruct unless the preset says otherwise
     finetune_fraction: float = 0.2  # PALR fine-tunes on 20% of the users
     n_eval_users: int | None = 1000  # a fixed sample of test users; None = all users
-    profile_history_items: int = 20  # most recent items shown to the LLM when writing a profile
+    profile_history_items: int = 20  # most recent items shown to the LLM when writing a user profile
     profile_batch_size: int = 16
     profile_max_new_tokens: int = 32
     instructions: InstructionSpec = field(default_factory=InstructionSpec)
@@ -69,32 +74,40 @@ class RunProfile:
         as its *Recommend_Retrieval* training lists held, so it reads lists as long as those it learned from."""
         return self.instructions.n_candidates
 
-    def for_data(self, info: dict) -> RunProfile:
-        """This profile with the overrides of the data set that notebook 01 recognised (``processed.info``).
-        An override's training settings take this profile's seed (the run's SEED), not their default."""
+    def for_data(self, info: dict) -> RunPreset:
+        """This preset with the overrides of the data set that notebook 01 recognised (``processed.info``).
+        An override's training settings take this preset's seed (the run's SEED), not their default."""
         changes = self.dataset_overrides.get(info.get("paper_dataset") or "", {})
         return dataclasses.replace(self, **changes).with_seed(self.sasrec_training.seed) if changes else self
 
-    def with_seed(self, seed: int) -> RunProfile:
-        """This profile with ``seed`` in every training setting that draws random numbers (the retrievers'; the
+    def baseline_settings(self, name: str) -> TrainingConfig:
+        """How the baseline called ``name`` (``bpr_mf``, ``ncf``, ``gru4rec``, ``caser``) is trained."""
+        return self.baseline_training_by_model.get(name, self.baseline_training)
+
+    def with_seed(self, seed: int) -> RunPreset:
+        """This preset with ``seed`` in every training setting that draws random numbers (the retrievers'; the
         LLM's fine-tuning, sampling and generation take the run's seed directly)."""
         return dataclasses.replace(
             self,
             sasrec_training=dataclasses.replace(self.sasrec_training, seed=seed),
             baseline_training=dataclasses.replace(self.baseline_training, seed=seed),
+            baseline_training_by_model={
+                name: dataclasses.replace(training, seed=seed)
+                for name, training in self.baseline_training_by_model.items()
+            },
         )
 
     def __post_init__(self) -> None:
-        if not 10 <= self.rerank_candidates <= self.n_candidates:
+        if not 10 <= self.rerank_candidates <= self.n_exported_candidates:
             raise ValueError(
                 f"instructions.n_candidates ({self.rerank_candidates}), also the candidates re-ranked, must lie "
-                f"between 10 (the list length evaluated) and n_candidates ({self.n_candidates}, what notebook 03 "
-                "exports)"
+                f"between 10 (the list length evaluated) and n_exported_candidates ({self.n_exported_candidates}, "
+                "what notebook 03 exports)"
             )
 
 
-PROFILES: dict[str, RunProfile] = {
-    "tiny": RunProfile(
+PRESETS: dict[str, RunPreset] = {
+    "tiny": RunPreset(
         name="tiny",
         description="synthetic data, minutes on 2 CPU cores (tests)",
         default_dataset="synthetic",
@@ -111,7 +124,7 @@ PROFILES: dict[str, RunProfile] = {
         finetune=FinetuneSpec(max_steps=8, max_length=512, learning_rate=5e-4, group_by_length=False),
         rank_finetune=FinetuneSpec(max_steps=8, max_length=512, learning_rate=5e-4, group_by_length=False),
     ),
-    "cpu": RunProfile(
+    "cpu": RunPreset(
         name="cpu",
         description="real data on a laptop CPU with SmolLM2-135M",
         default_dataset="ml-1m",
@@ -157,10 +170,21 @@ PROFILES: dict[str, RunProfile] = {
                     epochs=200, learning_rate=1e-3, eval_every=2, patience=8, max_minutes=15, bf16_autocast="auto"
                 ),
                 "baseline_max_len": 50,
+                # benchmarks/results/baselines_beauty_cpu.json, chosen on validation NDCG@10. BPR-MF: a little
+                # weight decay (1e-6; Adam's, so rows of rare items shrink too) against overfitting: validation
+                # 0.0309, test 0.0355 / 0.0177 (no decay: 0.0213 / 0.0109). NCF: no decay (1e-6 learned more
+                # slowly), a longer budget: after 5 minutes validation was still rising (0.0191; test 0.0243 /
+                # 0.0121), so it trains for up to 15.
+                "baseline_training_by_model": {
+                    "bpr_mf": TrainingConfig(
+                        epochs=100, learning_rate=2e-3, weight_decay=1e-6, eval_every=2, patience=3, max_minutes=5
+                    ),
+                    "ncf": TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=15),
+                },
             },
         },
     ),
-    "paper": RunProfile(
+    "paper": RunPreset(
         name="paper",
         description="the paper's setting: LLaMA-7B in 4-bit on a GPU",
         default_dataset="ml-1m",
@@ -182,19 +206,19 @@ PROFILES: dict[str, RunProfile] = {
 }
 
 
-def get_profile(name: str) -> RunProfile:
-    """Return the profile called ``name`` or say which names exist."""
+def get_preset(name: str) -> RunPreset:
+    """Return the run preset called ``name`` (a ``PROFILE`` value) or say which names exist."""
     try:
-        return PROFILES[name]
+        return PRESETS[name]
     except KeyError:
-        raise ValueError(f"Unknown PROFILE {name!r}; choose one of {sorted(PROFILES)}.") from None
+        raise ValueError(f"Unknown PROFILE {name!r}; choose one of {sorted(PRESETS)}.") from None
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """The resolved parameters of one notebook run."""
 
-    profile: RunProfile
+    preset: RunPreset  # chosen by the PROFILE parameter
     dataset: str
     data_dir: Path
     artifact_dir: Path
@@ -225,15 +249,15 @@ def parse_seed(value: object) -> int:
     raise ValueError(f"SEED must be a whole number such as 42, not {value!r}")
 
 
-def default_artifact_dir(profile: str, dataset: str, data_dir: Path) -> Path:
+def default_artifact_dir(preset: str, dataset: str, data_dir: Path) -> Path:
     """``artifacts/<PROFILE>/<DATASET>``; custom data is named after its folder (``.../beauty-custom``), so two
     data sets never share one output folder."""
     name = f"{data_dir.name}-custom" if dataset == "custom" else dataset
-    return project_root() / "artifacts" / profile / name
+    return project_root() / "artifacts" / preset / name
 
 
 def resolve_config(
-    profile: str,
+    preset: str,
     dataset: str | None = None,
     data_dir: str | Path | None = None,
     artifact_dir: str | Path | None = None,
@@ -241,11 +265,12 @@ def resolve_config(
 ) -> RunConfig:
     """Turn a notebook's ``parameters`` cell into a :class:`RunConfig`.
 
-    Empty strings mean "the default": the profile's data set, ``data/`` as the download cache and
+    ``preset`` is the ``PROFILE`` parameter: tiny, cpu or paper. Empty strings mean "the default": the preset's
+    data set, ``data/`` as the download cache and
     ``artifacts/<PROFILE>/<DATASET>/`` for outputs (``<folder>-custom`` for ``DATASET=custom``).
     """
-    run_profile = get_profile(profile)
-    dataset = dataset or run_profile.default_dataset
+    run_preset = get_preset(preset)
+    dataset = dataset or run_preset.default_dataset
     if dataset not in DATASETS:
         raise ValueError(f"Unknown DATASET {dataset!r}; choose one of {list(DATASETS)}.")
     if dataset == "custom" and not data_dir:
@@ -254,9 +279,9 @@ def resolve_config(
     resolved_data_dir = _resolve_path(data_dir, root / "data")
     seed = parse_seed(seed)
     return RunConfig(
-        profile=run_profile.with_seed(seed),  # one SEED drives every random choice, the retrievers' training too
+        preset=run_preset.with_seed(seed),  # one SEED drives every random choice, the retrievers' training too
         dataset=dataset,
         data_dir=resolved_data_dir,
-        artifact_dir=_resolve_path(artifact_dir, default_artifact_dir(profile, dataset, resolved_data_dir)),
+        artifact_dir=_resolve_path(artifact_dir, default_artifact_dir(preset, dataset, resolved_data_dir)),
         seed=seed,
     )

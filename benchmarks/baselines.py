@@ -1,0 +1,73 @@
+"""Benchmark: one of the paper's baselines on real data, with the preset's settings or a variant of them.
+
+    .venv/bin/python benchmarks/baselines.py --model bpr_mf --data-dir ../shared/data/beauty
+    .venv/bin/python benchmarks/baselines.py --model ncf --data-dir ../shared/data/beauty \
+        --training weight_decay=1e-6 --out results/x.json                    # a training variant
+
+Preprocesses the data exactly as notebook 01, builds the baselines exactly as notebook 03 does
+(``RunPreset.baseline_settings`` for that data set and model), trains one of them with early stopping on
+validation NDCG@10 and records validation and test metrics and the wall time in
+``benchmarks/results/<model>_<data>_<profile>.json``. Variants are how the per-data-set settings in the
+preset were chosen: on validation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from common import data_name, load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
+from sasrec import with_changes
+
+from palr_utils.io import write_json
+from palr_utils.paths import project_root
+from palr_utils.retrieval import build_baselines, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True, choices=["bpr_mf", "ncf", "gru4rec", "caser"])
+    parser.add_argument("--data-dir", default="../shared/data/beauty")
+    parser.add_argument("--dataset", default="custom")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--out", default="", help="default: benchmarks/results/<model>_<data>_<profile>.json")
+    parser.add_argument("--training", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="change TrainingConfig fields of this baseline's training (JSON values)")
+    args = parser.parse_args()
+
+    config, processed, data = load_benchmark_data(args.profile, args.dataset, args.data_dir, "")
+    name = data_name(processed, args.data_dir)
+    out = args.out or str(Path(__file__).parent / "results" / f"{args.model}_{name}_{args.profile}.json")
+    preset = config.preset
+    model = build_baselines(data.n_users, data.n_items, preset.baseline_max_len)[args.model]
+    training = with_changes(preset.baseline_settings(args.model), args.training)
+    variant = "_".join(a.replace("=", "") for a in args.training) or "default"
+    checkpoint_dir = project_root() / "artifacts" / "benchmarks" / f"{args.model}_{name}_{variant}"
+    started = time.perf_counter()
+    history = train(model, data, training, checkpoint_dir, progress=False)
+    wall = time.perf_counter() - started
+    test = model.evaluate("test")
+    result = {
+        "profile": args.profile,
+        "data": f"{args.dataset}:{args.data_dir}",
+        "paper_dataset": processed.info["paper_dataset"],
+        "model": model.describe(),
+        "training_config": dataclasses.asdict(training),
+        "best_epoch": model.best_epoch,
+        "epochs_run": int(history["epoch"].max()),
+        "train_seconds": round(model.train_seconds, 1),
+        "benchmark_wall_seconds": round(wall, 1),
+        "val_ndcg@10": model.evaluate("valid")["ndcg@10"],
+        "test_hr@10": test["hr@10"],
+        "test_ndcg@10": test["ndcg@10"],
+        "history": history.to_dict(orient="records"),
+        "machine": machine(),
+    }
+    write_json(result, out)
+    print({k: v for k, v in result.items() if k != "history"})
+
+
+if __name__ == "__main__":
+    main()
