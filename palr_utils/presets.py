@@ -118,6 +118,10 @@ PRESETS: dict[str, RunPreset] = {
         baseline_max_len=50,
         n_eval_users=40,
         n_calibration_users=20,
+        # generation is the slow part of notebook 05 on a CPU (PALR_v1 and PALR_v2 write up to 10 lines each):
+        # 16 of the 40 users and room for 10 short lines keep the lesson under 3 minutes
+        n_generation_users=16,  # two batches of rerank_batch_size
+        rerank_max_new_tokens=120,
         instructions=InstructionSpec(n_history=10, n_targets=5, n_candidates=10, n_retrieval_targets=2),
         # random batches: with 8 steps, length-grouped ones would put the long (low-loss) Recommend_Retrieval
         # examples first and the short Recommend ones last, and the loss could not be compared

@@ -280,7 +280,10 @@ class Reranker:
         records = []
         for case, row in zip(cases, scores, strict=True):
             order = [case.listed[j] for j in np.argsort(-row, kind="stable")]
-            records.append({"final": order[:K], "rank": rank_in_list(case.target, order[:K])})
+            # kept in the listed order as log-probabilities over the list, so that fusion can read them as it
+            # reads PALR-rank's (a per-user shift of calibrated scores changes no order)
+            records.append({"final": order[:K], "rank": rank_in_list(case.target, order[:K]),
+                            "log_probs": [round(float(v), 6) for v in log_softmax(row)]})  # fmt: skip
         return records
 
 

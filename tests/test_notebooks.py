@@ -121,7 +121,7 @@ def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
     import pandas as pd
 
     records = pd.read_json(tiny_run / "rerank" / "palr_v2.jsonl", lines=True)
-    assert len(records) == metrics["n_eval_users"]
+    assert len(records) == metrics["n_generation_users"] == get_preset("tiny").n_generation_users
     assert (records["final"].map(len) == 10).all()  # back-filled to 10 for every user
     # generation was made to start with one of the candidates' letters
     letters = set(CANDIDATE_LABELS[: get_preset("tiny").rerank_candidates])
