@@ -6,12 +6,19 @@ A low-level module (torch only): retrievers, the LLM and the trainers all ask it
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
 
 def cpu_supports_bf16() -> bool:
-    """bf16 matmuls are fast on CPUs with AVX512-BF16 or AMX; elsewhere they are emulated and slow."""
+    """bf16 matmuls are fast on CPUs with AVX512-BF16 or AMX; elsewhere they are emulated and slow.
+
+    ``PALR_CPU_BF16=0`` in the environment answers no on any CPU: the float32 path that CPUs without bf16 units
+    take, to time it (with ``ATEN_CPU_CAPABILITY=avx2``, as on an AVX2-only laptop) or to rule bf16 out.
+    """
+    if os.environ.get("PALR_CPU_BF16") == "0":
+        return False
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -144,6 +144,11 @@ PRESETS: dict[str, RunPreset] = {
             lr_schedule="cosine", warmup_epochs=1, bf16_autocast="auto",
         ),  # fmt: skip
         baseline_training=TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=5),
+        # Caser on MovieLens-1M was still improving when 5 minutes stopped it after 5 epochs (test HR@10 0.1222,
+        # below the paper's 0.1338; docs/results.md): it gets 15 (Beauty keeps 5, see its overrides)
+        baseline_training_by_model={
+            "caser": TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=15),
+        },
         # Re-ranking the top 20 rather than the paper's 50 halves the prompt, in training and at evaluation;
         # Recommend_Retrieval hides 3 answers among 20 candidates, close to evaluation's "1 (or 0) among 20".
         instructions=InstructionSpec(n_history=10, n_targets=10, n_candidates=20, n_retrieval_targets=3),

@@ -81,3 +81,14 @@ def test_a_gpu_asked_for_where_there_is_none_is_a_clear_error():
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(RuntimeError, match="sees no GPU"):
         resolve_device("cuda")
+
+
+def test_palr_cpu_bf16_0_takes_the_float32_path_on_any_cpu(monkeypatch):
+    from palr_utils.devices import cpu_supports_bf16
+    from palr_utils.llm import LLMSpec, resolve_dtype
+
+    monkeypatch.setenv("PALR_CPU_BF16", "0")
+    assert cpu_supports_bf16() is False
+    assert TrainingConfig(bf16_autocast="auto").uses_bf16(torch.device("cpu")) is False
+    if not torch.cuda.is_available():
+        assert resolve_dtype(LLMSpec()) == torch.float32
