@@ -86,7 +86,8 @@ def _run_parameters(notebook: dict) -> dict:
 
 def publish_lessons(artifact_dir: str | Path, out_dir: str | Path, notebooks: list[str] | None = None) -> list[Path]:
     """Copy the executed notebooks of ``artifact_dir/executed`` to ``out_dir`` with an index; returns the files
-    written. Notebooks the run has not reached are left out (the index says so); one that failed is refused."""
+    written. Notebooks the run has not reached, or did not finish (an error, an interruption), are left out and
+    the index says why."""
     artifact_dir, out_dir = Path(artifact_dir).resolve(), Path(out_dir)
     executed_dir = artifact_dir / "executed"
     if not executed_dir.is_dir():
@@ -101,7 +102,12 @@ def publish_lessons(artifact_dir: str | Path, out_dir: str | Path, notebooks: li
             rows.append(f"| {stem} | not run yet | |")
             continue
         notebook = json.loads(source.read_text(encoding="utf-8"))
-        check_executed(notebook, source.name)
+        try:
+            check_executed(notebook, source.name)
+        except LessonNotReady as reason:  # a failed or interrupted notebook is left out; the others still publish
+            rows.append(f"| {stem} | not published: {str(reason).split(': ', 1)[1]} | |")
+            (out_dir / source.name).unlink(missing_ok=True)  # never leave an older copy beside a newer index
+            continue
         parameters = _run_parameters(notebook) or parameters
         data_dir = str(parameters.get("DATA_DIR", ""))
         scrub_paths(notebook, {

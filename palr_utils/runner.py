@@ -63,10 +63,11 @@ def _environment(values: dict[str, str]):
 
 
 def headline(metrics: dict, n: int = 4) -> str:
-    """A few numbers worth printing when a notebook ends: test NDCG@10 of each method when there are any,
+    """A few numbers worth printing when a notebook ends: the best methods' test NDCG@10 when there are any,
     otherwise the first counts."""
     numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    chosen = [k for k in numbers if k.endswith("test_ndcg@10")] or list(numbers)
+    ndcg = sorted((k for k in numbers if k.endswith("test_ndcg@10")), key=lambda k: -numbers[k])  # best first
+    chosen = ndcg or list(numbers)
     return ", ".join(
         f"{k} {numbers[k]:,}" if isinstance(numbers[k], int) else f"{k} {numbers[k]:.4g}" for k in chosen[:n]
     )

@@ -79,15 +79,22 @@ def test_published_lessons_keep_outputs_hide_machine_paths_and_list_what_ran(tmp
 
 @pytest.mark.parametrize(
     "notebook, reason",
-    [(_executed("1 / 0", "", error=True), "ended with an error"), (_executed("x = 1", "", count=None), "not executed")],
+    [
+        (_executed("1 / 0", "", error=True), "ended with an error"),
+        (_executed("x = 1", "", count=None), "was not executed"),
+    ],
 )
 def test_a_notebook_that_failed_or_stopped_is_not_published(tmp_path, notebook, reason):
-    from palr_utils.lessons import LessonNotReady, publish_lessons
+    from palr_utils.lessons import publish_lessons
 
-    artifact_dir = _run_folder(tmp_path, {"01_preprocessing": notebook})
-    with pytest.raises(LessonNotReady, match=reason):
-        publish_lessons(artifact_dir, tmp_path / "lessons")
-    assert not (tmp_path / "lessons" / "01_preprocessing.ipynb").exists()
+    finished = _executed("print(1)", "1\n")
+    artifact_dir = _run_folder(tmp_path, {"01_preprocessing": finished, "02_user_profiles": notebook})
+    (tmp_path / "lessons").mkdir()
+    (tmp_path / "lessons" / "02_user_profiles.ipynb").write_text("{}")  # a copy from an earlier publication
+    written = publish_lessons(artifact_dir, tmp_path / "lessons")
+    assert [p.name for p in written] == ["01_preprocessing.ipynb", "README.md"]
+    assert not (tmp_path / "lessons" / "02_user_profiles.ipynb").exists()
+    assert f"| 02_user_profiles | not published: cell 0 {reason}" in (tmp_path / "lessons" / "README.md").read_text()
 
 
 def test_publishing_a_run_that_never_ran_says_what_to_do(tmp_path):
