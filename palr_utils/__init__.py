@@ -1,4 +1,4 @@
-"""Helpers for the PALR tutorial notebooks: data, profiles, artifacts, plots.
+"""Helpers for the PALR tutorial notebooks: data, retrieval, user profiles, fine-tuning, run presets, plots.
 
 Each submodule holds one concept; the notebooks import what a lesson needs.
 """
