@@ -14,11 +14,10 @@ preset were chosen: on validation only.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
-from common import data_name, load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
+from common import data_name, load_benchmark_data, training_record  # benchmarks/common.py
 from sasrec import with_changes
 
 from palr_utils.io import write_json
@@ -54,16 +53,11 @@ def main() -> None:
         "data": f"{args.dataset}:{args.data_dir}",
         "paper_dataset": processed.info["paper_dataset"],
         "model": model.describe(),
-        "training_config": dataclasses.asdict(training),
-        "best_epoch": model.best_epoch,
-        "epochs_run": int(history["epoch"].max()),
         "train_seconds": round(model.train_seconds, 1),
-        "benchmark_wall_seconds": round(wall, 1),
         "val_ndcg@10": model.evaluate("valid")["ndcg@10"],
         "test_hr@10": test["hr@10"],
         "test_ndcg@10": test["ndcg@10"],
-        "history": history.to_dict(orient="records"),
-        "machine": machine(),
+        **training_record(model, training, history, wall),
     }
     write_json(result, out)
     print({k: v for k, v in result.items() if k != "history"})

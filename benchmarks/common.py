@@ -36,3 +36,15 @@ def data_name(processed, data_dir: str) -> str:
 def machine() -> str:
     """The processor and the threads torch uses: timings mean little without them."""
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def training_record(model, training, history, wall_seconds: float) -> dict:
+    """What every retriever benchmark records about one training run (its settings, epochs, times, curve)."""
+    return {
+        "training_config": dataclasses.asdict(training),
+        "best_epoch": model.best_epoch,
+        "epochs_run": int(history["epoch"].max()),
+        "benchmark_wall_seconds": round(wall_seconds, 1),
+        "history": history.to_dict(orient="records"),
+        "machine": machine(),
+    }

@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from common import data_name, load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
+from common import data_name, load_benchmark_data, training_record  # benchmarks/common.py
 
 from palr_utils.io import write_json
 from palr_utils.paths import project_root
@@ -66,19 +66,14 @@ def main() -> None:
         "n_items": processed.n_items,
         "n_interactions": processed.n_interactions,
         "sasrec_config": model.describe(),
-        "training_config": dataclasses.asdict(training),
-        "best_epoch": model.best_epoch,
-        "epochs_run": int(history["epoch"].max()),
         "sasrec_train_seconds": round(model.train_seconds, 1),
-        "benchmark_wall_seconds": round(wall, 1),
         "sasrec_val_ndcg@10": model.evaluate("valid")["ndcg@10"],
         "sasrec_test_hr@10": test["hr@10"],
         "sasrec_test_ndcg@10": test["ndcg@10"],
         "sasrec_recall@50": test["hr@50"],
         "popularity_test_hr@10": popularity.evaluate("test")["hr@10"],
         "popularity_test_ndcg@10": popularity.evaluate("test")["ndcg@10"],
-        "history": history.to_dict(orient="records"),
-        "machine": machine(),
+        **training_record(model, training, history, wall),
     }
     write_json(result, out)
     print({k: v for k, v in result.items() if k != "history"})
