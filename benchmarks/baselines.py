@@ -40,7 +40,7 @@ def main() -> None:
     name = data_name(processed, args.data_dir)
     out = args.out or str(Path(__file__).parent / "results" / f"{args.model}_{name}_{args.profile}.json")
     preset = config.preset
-    model = build_baselines(data.n_users, data.n_items, preset.baseline_max_len)[args.model]
+    model = build_baselines(data.n_users, data.n_items, preset.baseline_max_len, seed=config.seed)[args.model]
     training = with_changes(preset.baseline_settings(args.model), args.training)
     variant = "_".join(a.replace("=", "") for a in args.training) or "default"
     checkpoint_dir = project_root() / "artifacts" / "benchmarks" / f"{args.model}_{name}_{variant}"

@@ -52,7 +52,7 @@ class FinetuneSpec:
     save_steps: int = 50
     gradient_checkpointing: bool = False  # saves memory on a GPU; costs about 30% time on a CPU
     group_by_length: bool = True  # batches of similar lengths: less padding (prompts run from 150 to 750 tokens)
-    max_minutes: float | None = None  # a wall-clock budget: training stops (and saves) when it runs out
+    max_minutes: float | None = None  # a training-time budget, counted across resumes: stops (and saves) when spent
 
 
 def to_sft_dataset(examples: pd.DataFrame, tokenizer, system: str | None = None):
@@ -82,15 +82,27 @@ def lora_config(spec: FinetuneSpec, n_layers: int | None = None):
     )
 
 
-def _time_budget_callback(minutes: float):
-    """A transformers callback that ends training once ``minutes`` of training have passed."""
+TIME_SPENT_FILE = "time_spent.json"  # per checkpoint: training seconds up to it, so a resume keeps its budget
+
+
+def _time_budget_callback(minutes: float, output_dir: Path):
+    """A transformers callback that ends training once ``minutes`` of training have passed.
+
+    The minutes count across interruptions: each checkpoint records the training time spent up to it, and a run
+    resumed from that checkpoint starts its clock there (a budget restarted at every resume would let a run that
+    was stopped and resumed train longer than one that ran through, and record it as the same budget).
+    """
     import time
 
     from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    def checkpoint(step: int) -> Path:
+        return Path(output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"
 
     class TimeBudget(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            self.started = time.perf_counter()
+            self.started = time.perf_counter() - spent_before(checkpoint(state.global_step) / TIME_SPENT_FILE)
 
         def on_step_end(self, args, state, control, **kwargs):
             if time.perf_counter() - self.started > 60 * minutes:
@@ -98,7 +110,26 @@ def _time_budget_callback(minutes: float):
                 control.should_save = True
             return control
 
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                spent = {"seconds": round(time.perf_counter() - self.started, 1), "step": state.global_step}
+                write_json(spent, checkpoint(state.global_step) / TIME_SPENT_FILE)
+            return control
+
     return TimeBudget()
+
+
+def spent_before(record: Path) -> float:
+    """Training seconds recorded in a checkpoint's ``time_spent.json``; 0 for a fresh run or an older checkpoint."""
+    try:
+        return float(json.loads(record.read_text())["seconds"])
+    except FileNotFoundError:
+        return 0.0
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{record} is damaged ({error}); delete it to resume with a fresh time budget, or delete its checkpoint "
+            "folder to resume from the one before."
+        ) from error
 
 
 def _model_init_kwargs(llm: LLMSpec, dtype) -> dict:
@@ -258,7 +289,7 @@ def finetune(
         processing_class=tokenizer,
         peft_config=lora_config(spec, n_layers),
         quantization_config=quantization_config_4bit() if llm.load_in_4bit else None,
-        callbacks=[_time_budget_callback(spec.max_minutes)] if spec.max_minutes else None,
+        callbacks=[_time_budget_callback(spec.max_minutes, output_dir)] if spec.max_minutes else None,
     )
     if progress_bars_disabled():  # executed notebooks: no line per step (the log history keeps every loss)
         from transformers import PrinterCallback

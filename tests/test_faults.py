@@ -255,6 +255,40 @@ def test_a_broken_line_inside_a_cache_says_it_was_not_an_interruption(tmp_path):
         read_jsonl(cache, "user")
 
 
+def test_a_resumed_fine_tuning_keeps_the_time_budget_it_had_spent(tmp_path, monkeypatch):
+    import time
+
+    from transformers import TrainerControl, TrainerState
+
+    from palr_utils.finetune import _time_budget_callback
+
+    clock = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    first, state = _time_budget_callback(1, tmp_path), TrainerState()  # a one-minute budget
+    first.on_train_begin(None, state, TrainerControl())
+    clock[0], state.global_step = 140.0, 3  # 40 s of training, then a checkpoint and a kill
+    first.on_save(None, state, TrainerControl())
+    assert json.loads((tmp_path / "checkpoint-3" / "time_spent.json").read_text())["seconds"] == 40.0
+
+    resumed = _time_budget_callback(1, tmp_path)
+    clock[0] = 1000.0
+    resumed.on_train_begin(None, state, TrainerControl())
+    clock[0] = 1019.0  # 40 + 19 s: within the minute
+    assert not resumed.on_step_end(None, state, TrainerControl()).should_training_stop
+    clock[0] = 1021.0  # 40 + 21 s: the minute is spent, not restarted by the resume
+    stopped = resumed.on_step_end(None, state, TrainerControl())
+    assert stopped.should_training_stop and stopped.should_save
+
+
+def test_a_damaged_time_record_names_the_file_and_the_fix(tmp_path):
+    from palr_utils.finetune import spent_before
+
+    assert spent_before(tmp_path / "time_spent.json") == 0.0  # a fresh run, or a checkpoint from before the record
+    (tmp_path / "time_spent.json").write_text("{not json")
+    with pytest.raises(ValueError, match="time_spent.json.*delete it"):
+        spent_before(tmp_path / "time_spent.json")
+
+
 def test_a_folder_is_replaced_whole_even_when_it_exists(tmp_path):
     target = tmp_path / "adapter"
     target.mkdir()

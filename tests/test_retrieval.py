@@ -193,6 +193,18 @@ def test_each_baseline_trains_scores_every_item_and_reuses_its_checkpoint(small_
     assert train(again, small_data, FAST, tmp_path, progress=False)["epoch"].tolist() == history["epoch"].tolist()
 
 
+def test_a_seeded_baseline_starts_from_the_same_weights_whatever_drew_before_it():
+    first = build_baselines(9, 30, max_len=20, seed=7)
+    torch.rand(1000)  # what SASRec's training does to the generator in notebook 03
+    second = build_baselines(9, 30, max_len=20, seed=7)
+    for name, model in first.items():
+        for (key, weight), again in zip(model.state_dict().items(), second[name].state_dict().values(), strict=True):
+            assert torch.equal(weight, again), (name, key)
+    unseeded = build_baselines(9, 30, max_len=20)
+    assert not torch.equal(unseeded["bpr_mf"].state_dict()["user_embedding.weight"],
+                           first["bpr_mf"].state_dict()["user_embedding.weight"])  # fmt: skip
+
+
 def test_ncf_scores_every_item_exactly_as_its_forward_pass_would():
     from palr_utils.retrieval.ncf import NCFConfig, NeuMF
 

@@ -31,11 +31,26 @@ __all__ = [
 ]
 
 
-def build_baselines(n_users: int, n_items: int, max_len: int = 200) -> dict[str, TorchRetriever]:
-    """The paper's trained baselines, untrained, in the order of its Table 2."""
-    return {
-        "bpr_mf": BPRMF(n_users, n_items),
-        "ncf": NeuMF(n_users, n_items),
-        "gru4rec": GRU4Rec(n_items, GRU4RecConfig(max_len=max_len)),
-        "caser": Caser(n_users, n_items),
+def build_baselines(
+    n_users: int, n_items: int, max_len: int = 200, seed: int | None = None
+) -> dict[str, TorchRetriever]:
+    """The paper's trained baselines, untrained, in the order of its Table 2.
+
+    With ``seed``, each model draws its initial weights right after ``torch.manual_seed(seed)``: a baseline then
+    starts from the same weights whatever ran before it (after SASRec's training in notebook 03, alone in
+    ``benchmarks/baselines.py``), so a setting chosen in the benchmark is the one the notebook trains.
+    """
+    import torch
+
+    builders = {
+        "bpr_mf": lambda: BPRMF(n_users, n_items),
+        "ncf": lambda: NeuMF(n_users, n_items),
+        "gru4rec": lambda: GRU4Rec(n_items, GRU4RecConfig(max_len=max_len)),
+        "caser": lambda: Caser(n_users, n_items),
     }
+    models = {}
+    for name, build in builders.items():
+        if seed is not None:
+            torch.manual_seed(seed)
+        models[name] = build()
+    return models
