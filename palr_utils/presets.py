@@ -39,6 +39,8 @@ class RunPreset:
     baseline_training: TrainingConfig = field(default_factory=TrainingConfig)  # BPR-MF, NCF, GRU4Rec, Caser
     # a baseline whose training differs from ``baseline_training`` on this data: {model name: its settings}
     baseline_training_by_model: dict[str, TrainingConfig] = field(default_factory=dict, compare=False, repr=False)
+    # a baseline whose model differs from its default on this data: {model name: its config, e.g. NCFConfig(...)}
+    baseline_models: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
     baseline_max_len: int = 200  # GRU4Rec's history length
     # the retriever's top-K that notebook 03 exports per user and history (Recall@K's largest K); the prompts
     # hold fewer: ``instructions.n_candidates`` (= ``rerank_candidates``)

@@ -153,3 +153,33 @@ def test_the_listwise_trainer_ranks_parallel_candidates_and_is_part_of_its_ident
     assert abs(losses.iloc[0] - np.log(4)) < 1.0  # a random model is close to a uniform guess among 4 candidates
     with pytest.raises(StaleArtifactError, match="objective"):  # the usual loss over the same folder is refused
         finetune(llm, tokenizer, dataset, tmp_path, spec)
+
+
+def test_the_listwise_ranking_trainer_learns_to_put_the_right_candidate_first(tiny_llama, tokenizer, tmp_path):
+    """PALR-rank's trainer on a signal a model can learn: the right candidate is always titled "gold".
+
+    On tiny's invented titles there is nothing to learn in notebook 04's 8 steps (its loss stays near ln K);
+    here the loss must fall well below chance, or the trainer, its masks or its loss are broken.
+    """
+    from palr_utils.ranking import listwise_trainer_class, to_rank_dataset, verdict_token_ids
+
+    rng = np.random.default_rng(0)
+    words = ["apple", "river", "stone", "cloud", "paper", "glass", "chair", "bread"]
+    rows = []
+    for _ in range(48):
+        titles = list(rng.choice(words, 3, replace=False))
+        answer = int(rng.integers(0, 4))
+        titles.insert(answer, "gold")
+        rows.append({"prompt": "Which of these is gold?", "candidate_titles": titles, "answer": answer})
+    examples = pd.DataFrame(rows)
+    llm = LLMSpec(str(tiny_llama), dtype="float32")
+    dataset = to_rank_dataset(examples, tokenizer)
+    verdicts = verdict_token_ids(tokenizer, dataset[0]["prompt"])
+    spec = FinetuneSpec(max_steps=16, batch_size=4, max_length=128, learning_rate=1e-2, group_by_length=False,
+                        target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))  # fmt: skip
+    result = finetune(llm, tokenizer, dataset, tmp_path, spec,
+                      trainer_class=listwise_trainer_class(), trainer_kwargs={"verdict_ids": verdicts})  # fmt: skip
+    losses = result.history["loss"]
+    assert abs(losses.iloc[0] - np.log(4)) < 0.5  # a random model: close to a uniform guess among 4
+    assert losses.tail(6).mean() < np.log(4) - 0.7  # learned: well below chance
+

@@ -6,6 +6,7 @@ metrics file of one notebook. A notebook missing from ``notebooks/`` (renamed, d
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -94,7 +95,12 @@ def test_04_finetuning_lowers_the_loss(tiny_run):
     assert metrics["v2_train_loss_last"] < metrics["v2_train_loss_first"]
     assert metrics["v1_train_loss_last"] < metrics["v1_train_loss_first"]
     assert metrics["n_rank_examples"] > 0
-    assert metrics["rank_train_loss_last"] < metrics["rank_train_loss_first"]
+    # PALR-rank's 8 steps on tiny's invented titles have nothing to learn: its listwise loss stays near chance,
+    # ln K, and whether the first or the last steps score lower is a coin toss. That it learns where there is
+    # something to learn is test_finetune's test_the_listwise_ranking_trainer_learns_to_put_the_right_candidate_first.
+    chance = math.log(get_preset("tiny").rerank_candidates)
+    for end in ("first", "last"):
+        assert abs(metrics[f"rank_train_loss_{end}"] - chance) < 1.0
     for run in ("palr_v1", "palr_v2", "palr_rank"):
         assert (tiny_run / "finetune" / run / "adapter" / "adapter_config.json").exists()
 

@@ -205,6 +205,16 @@ def test_a_seeded_baseline_starts_from_the_same_weights_whatever_drew_before_it(
                            first["bpr_mf"].state_dict()["user_embedding.weight"])  # fmt: skip
 
 
+def test_a_preset_can_give_one_baseline_another_model_configuration():
+    from palr_utils.retrieval import NCFConfig
+
+    models = build_baselines(9, 30, max_len=20, configs={"ncf": NCFConfig(negatives_per_positive=8)})
+    assert models["ncf"].config.negatives_per_positive == 8
+    assert models["bpr_mf"].config == build_baselines(9, 30)["bpr_mf"].config  # the others keep their defaults
+    with pytest.raises(ValueError, match="no baseline called \\['neumf'\\]"):
+        build_baselines(9, 30, configs={"neumf": NCFConfig()})
+
+
 def test_ncf_scores_every_item_exactly_as_its_forward_pass_would():
     from palr_utils.retrieval.ncf import NCFConfig, NeuMF
 

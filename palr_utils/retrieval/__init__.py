@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from palr_utils.retrieval.base import Retriever
-from palr_utils.retrieval.bpr import BPRMF
+from palr_utils.retrieval.bpr import BPRMF, BPRConfig
 from palr_utils.retrieval.candidates import export_candidates, recall_at_k
-from palr_utils.retrieval.caser import Caser
+from palr_utils.retrieval.caser import Caser, CaserConfig
 from palr_utils.retrieval.gru4rec import GRU4Rec, GRU4RecConfig
-from palr_utils.retrieval.ncf import NeuMF
+from palr_utils.retrieval.ncf import NCFConfig, NeuMF
 from palr_utils.retrieval.popularity import Popularity
 from palr_utils.retrieval.sasrec import SASRec, SASRecConfig
 from palr_utils.retrieval.sequences import SequenceData
@@ -15,8 +15,12 @@ from palr_utils.retrieval.training import TorchRetriever, TrainingConfig, train
 
 __all__ = [
     "BPRMF",
+    "BPRConfig",
     "Caser",
+    "CaserConfig",
     "GRU4Rec",
+    "GRU4RecConfig",
+    "NCFConfig",
     "NeuMF",
     "Popularity",
     "Retriever",
@@ -32,25 +36,30 @@ __all__ = [
 
 
 def build_baselines(
-    n_users: int, n_items: int, max_len: int = 200, seed: int | None = None
+    n_users: int, n_items: int, max_len: int = 200, seed: int | None = None, configs: dict | None = None
 ) -> dict[str, TorchRetriever]:
     """The paper's trained baselines, untrained, in the order of its Table 2.
 
-    With ``seed``, each model draws its initial weights right after ``torch.manual_seed(seed)``: a baseline then
-    starts from the same weights whatever ran before it (after SASRec's training in notebook 03, alone in
-    ``benchmarks/baselines.py``), so a setting chosen in the benchmark is the one the notebook trains.
+    ``configs`` replaces the default configuration of the models it names (``{"ncf": NCFConfig(...)}``; a
+    preset's ``baseline_models``). With ``seed``, each model draws its initial weights right after
+    ``torch.manual_seed(seed)``: a baseline then starts from the same weights whatever ran before it (after
+    SASRec's training in notebook 03, alone in ``benchmarks/baselines.py``), so a setting chosen in the benchmark
+    is the one the notebook trains.
     """
     import torch
 
+    configs = configs or {}
     builders = {
-        "bpr_mf": lambda: BPRMF(n_users, n_items),
-        "ncf": lambda: NeuMF(n_users, n_items),
-        "gru4rec": lambda: GRU4Rec(n_items, GRU4RecConfig(max_len=max_len)),
-        "caser": lambda: Caser(n_users, n_items),
+        "bpr_mf": lambda config: BPRMF(n_users, n_items, config or BPRConfig()),
+        "ncf": lambda config: NeuMF(n_users, n_items, config or NCFConfig()),
+        "gru4rec": lambda config: GRU4Rec(n_items, config or GRU4RecConfig(max_len=max_len)),
+        "caser": lambda config: Caser(n_users, n_items, config or CaserConfig()),
     }
+    if unknown := set(configs) - set(builders):
+        raise ValueError(f"no baseline called {sorted(unknown)}; the baselines are {list(builders)}")
     models = {}
     for name, build in builders.items():
         if seed is not None:
             torch.manual_seed(seed)
-        models[name] = build()
+        models[name] = build(configs.get(name))
     return models
