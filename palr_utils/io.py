@@ -97,6 +97,17 @@ def read_metrics(artifact_dir: str | Path, notebook_stem: str) -> dict[str, obje
     return json.loads(path.read_text())
 
 
+def headline(metrics: dict, n: int = 4) -> str:
+    """A few numbers worth printing when a notebook ends: the best methods' test NDCG@10 when there are any,
+    otherwise the first counts."""
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    ndcg = sorted((k for k in numbers if k.endswith("test_ndcg@10")), key=lambda k: -numbers[k])  # best first
+    chosen = ndcg or list(numbers)
+    return ", ".join(
+        f"{k} {numbers[k]:,}" if isinstance(numbers[k], int) else f"{k} {numbers[k]:.4g}" for k in chosen[:n]
+    )
+
+
 class MissingArtifactError(FileNotFoundError):
     """A stage was started before the stage that produces its inputs."""
 

@@ -20,9 +20,8 @@ import re
 from pathlib import Path
 
 from palr_utils.constants import METRICS_DIR, NOTEBOOKS
-from palr_utils.io import atomic_path, read_metrics
+from palr_utils.io import atomic_path, headline, read_metrics
 from palr_utils.paths import project_root
-from palr_utils.runner import headline
 
 # The recorded `cpu` runs (benchmarks/pipeline_ml1m.py, once per data set) and where their lessons go
 RECORDED_RUNS = {

@@ -29,7 +29,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from palr_utils.constants import NOTEBOOKS
 from palr_utils.data.custom import MISSING_TITLE_POLICIES
-from palr_utils.io import read_metrics
+from palr_utils.io import headline, read_metrics
 from palr_utils.paths import project_root
 from palr_utils.presets import parse_seed, resolve_config
 
@@ -60,17 +60,6 @@ def _environment(values: dict[str, str]):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def headline(metrics: dict, n: int = 4) -> str:
-    """A few numbers worth printing when a notebook ends: the best methods' test NDCG@10 when there are any,
-    otherwise the first counts."""
-    numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    ndcg = sorted((k for k in numbers if k.endswith("test_ndcg@10")), key=lambda k: -numbers[k])  # best first
-    chosen = ndcg or list(numbers)
-    return ", ".join(
-        f"{k} {numbers[k]:,}" if isinstance(numbers[k], int) else f"{k} {numbers[k]:.4g}" for k in chosen[:n]
-    )
 
 
 def _failure_summary(error: PapermillExecutionError, notebook: Path, executed: Path, log: Path, resume: str) -> str:
