@@ -182,4 +182,3 @@ def test_the_listwise_ranking_trainer_learns_to_put_the_right_candidate_first(ti
     losses = result.history["loss"]
     assert abs(losses.iloc[0] - np.log(4)) < 0.5  # a random model: close to a uniform guess among 4
     assert losses.tail(6).mean() < np.log(4) - 0.7  # learned: well below chance
-
