@@ -23,7 +23,7 @@ from sasrec import with_changes
 
 from palr_utils.io import write_json
 from palr_utils.paths import project_root
-from palr_utils.retrieval import build_baselines, train
+from palr_utils.retrieval import baseline_config, build_baselines, train
 
 
 def main() -> None:
@@ -45,8 +45,8 @@ def main() -> None:
     preset = config.preset
     models = preset.baseline_models
     if args.model_config:  # the preset's configuration of this model (or its default), with the changes
-        default = build_baselines(data.n_users, data.n_items, preset.baseline_max_len, configs=models)[args.model]
-        models = {**models, args.model: with_changes(default.config, args.model_config)}
+        default = baseline_config(args.model, preset.baseline_max_len, models)
+        models = {**models, args.model: with_changes(default, args.model_config)}
     model = build_baselines(data.n_users, data.n_items, preset.baseline_max_len, config.seed, models)[args.model]
     training = with_changes(preset.baseline_settings(args.model), args.training)
     variant = "_".join(a.replace("=", "") for a in args.model_config + args.training) or "default"

@@ -215,6 +215,17 @@ def test_a_preset_can_give_one_baseline_another_model_configuration():
         build_baselines(9, 30, configs={"neumf": NCFConfig()})
 
 
+def test_baseline_config_names_what_build_baselines_would_use():
+    from palr_utils.retrieval import NCFConfig, baseline_config
+
+    variant = NCFConfig(dropout=0.3)
+    assert baseline_config("ncf", configs={"ncf": variant}) is variant
+    assert baseline_config("ncf") == build_baselines(9, 30)["ncf"].config
+    assert baseline_config("gru4rec", max_len=20).max_len == 20
+    with pytest.raises(ValueError, match="no baseline called 'neumf'"):
+        baseline_config("neumf")
+
+
 def test_ncf_scores_every_item_exactly_as_its_forward_pass_would():
     from palr_utils.retrieval.ncf import NCFConfig, NeuMF
 

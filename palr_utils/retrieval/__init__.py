@@ -28,11 +28,25 @@ __all__ = [
     "SASRecConfig",
     "SequenceData",
     "TrainingConfig",
+    "baseline_config",
     "build_baselines",
     "export_candidates",
     "recall_at_k",
     "train",
 ]
+
+
+def baseline_config(name: str, max_len: int = 200, configs: dict | None = None):
+    """The model configuration ``build_baselines`` gives the baseline ``name``: ``configs``' entry, else the default."""
+    defaults = {
+        "bpr_mf": BPRConfig,
+        "ncf": NCFConfig,
+        "gru4rec": lambda: GRU4RecConfig(max_len=max_len),
+        "caser": CaserConfig,
+    }
+    if name not in defaults:
+        raise ValueError(f"no baseline called {name!r}; the baselines are {list(defaults)}")
+    return (configs or {}).get(name) or defaults[name]()
 
 
 def build_baselines(
@@ -48,18 +62,17 @@ def build_baselines(
     """
     import torch
 
-    configs = configs or {}
     builders = {
-        "bpr_mf": lambda config: BPRMF(n_users, n_items, config or BPRConfig()),
-        "ncf": lambda config: NeuMF(n_users, n_items, config or NCFConfig()),
-        "gru4rec": lambda config: GRU4Rec(n_items, config or GRU4RecConfig(max_len=max_len)),
-        "caser": lambda config: Caser(n_users, n_items, config or CaserConfig()),
+        "bpr_mf": lambda config: BPRMF(n_users, n_items, config),
+        "ncf": lambda config: NeuMF(n_users, n_items, config),
+        "gru4rec": lambda config: GRU4Rec(n_items, config),
+        "caser": lambda config: Caser(n_users, n_items, config),
     }
-    if unknown := set(configs) - set(builders):
+    if unknown := set(configs or {}) - set(builders):
         raise ValueError(f"no baseline called {sorted(unknown)}; the baselines are {list(builders)}")
     models = {}
     for name, build in builders.items():
         if seed is not None:
             torch.manual_seed(seed)
-        models[name] = build(configs.get(name))
+        models[name] = build(baseline_config(name, max_len, configs))
     return models
