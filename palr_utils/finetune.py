@@ -32,6 +32,8 @@ class FinetuneResult:
     history: pd.DataFrame  # one row per logged optimiser step: step, loss, learning_rate, ...
     adapter_dir: Path
     quantized_4bit: bool  # whether the trained base model was loaded in 4-bit
+    # seconds of training, summed over every resumed segment (NaN for an adapter an older version trained)
+    train_seconds: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,10 @@ def lora_config(spec: FinetuneSpec, n_layers: int | None = None):
 TIME_SPENT_FILE = "time_spent.json"  # per checkpoint: training seconds up to it, so a resume keeps its budget
 
 
-def _time_budget_callback(minutes: float, output_dir: Path):
-    """A transformers callback that ends training once ``minutes`` of training have passed.
+def _training_clock(output_dir: Path, minutes: float | None = None):
+    """A transformers callback that keeps the training time and, with ``minutes``, ends training once it is spent.
 
-    The minutes count across interruptions: each checkpoint records the training time spent up to it, and a run
+    The time counts across interruptions: each checkpoint records the training time spent up to it, and a run
     resumed from that checkpoint starts its clock there (a budget restarted at every resume would let a run that
     was stopped and resumed train longer than one that ran through, and record it as the same budget).
     """
@@ -100,23 +102,27 @@ def _time_budget_callback(minutes: float, output_dir: Path):
     def checkpoint(step: int) -> Path:
         return Path(output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"
 
-    class TimeBudget(TrainerCallback):
+    class TrainingClock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.perf_counter() - spent_before(checkpoint(state.global_step) / TIME_SPENT_FILE)
 
+        def seconds(self) -> float:
+            """Training seconds so far, those of earlier segments included."""
+            return time.perf_counter() - self.started
+
         def on_step_end(self, args, state, control, **kwargs):
-            if time.perf_counter() - self.started > 60 * minutes:
+            if minutes is not None and self.seconds() > 60 * minutes:
                 control.should_training_stop = True
                 control.should_save = True
             return control
 
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                spent = {"seconds": round(time.perf_counter() - self.started, 1), "step": state.global_step}
+                spent = {"seconds": round(self.seconds(), 1), "step": state.global_step}
                 write_json(spent, checkpoint(state.global_step) / TIME_SPENT_FILE)
             return control
 
-    return TimeBudget()
+    return TrainingClock()
 
 
 def spent_before(record: Path) -> float:
@@ -130,6 +136,13 @@ def spent_before(record: Path) -> float:
             f"{record} is damaged ({error}); delete it to resume with a fresh time budget, or delete its checkpoint "
             "folder to resume from the one before."
         ) from error
+
+
+def _checkpointing_setting(config_class, enabled: bool) -> dict:
+    """Activation (gradient) checkpointing on or off, under the name this transformers version reads: 5.x renamed
+    ``gradient_checkpointing`` to ``activation_checkpointing`` and warns on the old name."""
+    names = {field.name for field in dataclasses.fields(config_class)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
 
 
 def _model_init_kwargs(llm: LLMSpec, dtype) -> dict:
@@ -148,7 +161,11 @@ def _model_init_kwargs(llm: LLMSpec, dtype) -> dict:
 
 def _read_result(history_path: Path, adapter: Path) -> FinetuneResult:
     state = json.loads(history_path.read_text())
-    return FinetuneResult(pd.DataFrame(state["history"]), adapter, bool(state["quantized_4bit"]))
+    seconds = state.get("train_seconds")
+    if seconds is None:  # a log from before it was recorded: the last checkpoint's clock, where it kept one
+        last = last_complete_checkpoint(adapter.parent)
+        seconds = (last and spent_before(Path(last) / TIME_SPENT_FILE)) or float("nan")  # up to that checkpoint
+    return FinetuneResult(pd.DataFrame(state["history"]), adapter, bool(state["quantized_4bit"]), float(seconds))
 
 
 def _finished_log(adapter: Path) -> Path | None:
@@ -269,7 +286,7 @@ def finetune(
         logging_steps=1,
         save_steps=spec.save_steps,
         save_total_limit=2,
-        gradient_checkpointing=spec.gradient_checkpointing,
+        **_checkpointing_setting(SFTConfig, spec.gradient_checkpointing),
         train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
         bf16=dtype == torch.bfloat16 or llm.load_in_4bit,
         use_cpu=not torch.cuda.is_available(),
@@ -279,6 +296,7 @@ def finetune(
         model_init_kwargs=_model_init_kwargs(llm, dtype),
     )
     model_path = resolve_model_path(llm.name)
+    clock = _training_clock(output_dir, spec.max_minutes)
     # the model's depth is needed only to place adapters on its last layers
     n_layers = AutoConfig.from_pretrained(model_path).num_hidden_layers if spec.lora_last_layers else None
     trainer = (trainer_class or SFTTrainer)(
@@ -289,7 +307,7 @@ def finetune(
         processing_class=tokenizer,
         peft_config=lora_config(spec, n_layers),
         quantization_config=quantization_config_4bit() if llm.load_in_4bit else None,
-        callbacks=[_time_budget_callback(spec.max_minutes, output_dir)] if spec.max_minutes else None,
+        callbacks=[clock],
     )
     if progress_bars_disabled():  # executed notebooks: no line per step (the log history keeps every loss)
         from transformers import PrinterCallback
@@ -302,6 +320,8 @@ def finetune(
         # weights and log land together in one rename: a kill leaves either both or neither
         with atomic_path(adapter) as tmp:
             trainer.model.save_pretrained(tmp)
-            write_json({"history": history.to_dict(orient="records"), "quantized_4bit": quantized}, tmp / HISTORY_FILE)
+            log = {"history": history.to_dict(orient="records"), "quantized_4bit": quantized,
+                   "train_seconds": round(clock.seconds(), 1)}
+            write_json(log, tmp / HISTORY_FILE)
     trainer.accelerator.wait_for_everyone()
     return _read_result(adapter / HISTORY_FILE, adapter)

@@ -33,7 +33,8 @@ from palr_utils.io import headline, read_metrics
 from palr_utils.paths import project_root
 from palr_utils.presets import parse_seed, resolve_config
 
-QUIET_KERNEL_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+# tqdm, and the bars of huggingface_hub and datasets (TRL prepares its training set with datasets' map)
+QUIET_KERNEL_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -260,17 +260,17 @@ def test_a_resumed_fine_tuning_keeps_the_time_budget_it_had_spent(tmp_path, monk
 
     from transformers import TrainerControl, TrainerState
 
-    from palr_utils.finetune import _time_budget_callback
+    from palr_utils.finetune import _training_clock
 
     clock = [100.0]
     monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
-    first, state = _time_budget_callback(1, tmp_path), TrainerState()  # a one-minute budget
+    first, state = _training_clock(tmp_path, minutes=1), TrainerState()  # a one-minute budget
     first.on_train_begin(None, state, TrainerControl())
     clock[0], state.global_step = 140.0, 3  # 40 s of training, then a checkpoint and a kill
     first.on_save(None, state, TrainerControl())
     assert json.loads((tmp_path / "checkpoint-3" / "time_spent.json").read_text())["seconds"] == 40.0
 
-    resumed = _time_budget_callback(1, tmp_path)
+    resumed = _training_clock(tmp_path, minutes=1)
     clock[0] = 1000.0
     resumed.on_train_begin(None, state, TrainerControl())
     clock[0] = 1019.0  # 40 + 19 s: within the minute
@@ -278,6 +278,24 @@ def test_a_resumed_fine_tuning_keeps_the_time_budget_it_had_spent(tmp_path, monk
     clock[0] = 1021.0  # 40 + 21 s: the minute is spent, not restarted by the resume
     stopped = resumed.on_step_end(None, state, TrainerControl())
     assert stopped.should_training_stop and stopped.should_save
+    assert resumed.seconds() == 61.0  # the training time a notebook reports: both segments
+
+
+def test_without_a_budget_the_clock_only_keeps_time(tmp_path, monkeypatch):
+    import time
+
+    from transformers import TrainerControl, TrainerState
+
+    from palr_utils.finetune import _training_clock
+
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    unbudgeted, state = _training_clock(tmp_path), TrainerState()
+    unbudgeted.on_train_begin(None, state, TrainerControl())
+    clock[0], state.global_step = 10_000.0, 5
+    assert not unbudgeted.on_step_end(None, state, TrainerControl()).should_training_stop
+    unbudgeted.on_save(None, state, TrainerControl())
+    assert json.loads((tmp_path / "checkpoint-5" / "time_spent.json").read_text())["seconds"] == 10_000.0
 
 
 def test_a_damaged_time_record_names_the_file_and_the_fix(tmp_path):

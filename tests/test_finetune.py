@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,6 +71,7 @@ def test_finished_run_is_reused_and_interrupted_run_resumes(tiny_llama, tokenize
     assert not first.quantized_4bit
     again = finetune(LLMSpec(str(tiny_llama), dtype="float32"), tokenizer, dataset, tmp_path, spec)
     pd.testing.assert_frame_equal(first.history, again.history)  # nothing retrained
+    assert first.train_seconds > 0 and again.train_seconds == first.train_seconds  # read back from the log
 
     # Simulate an interruption after step 2 of 4: remove the finished adapter, keep the checkpoints.
     import shutil
@@ -89,6 +93,8 @@ def test_finished_run_is_reused_and_interrupted_run_resumes(tiny_llama, tokenize
     assert resumed.history["step"].tolist() == [1, 2, 3, 4]
     # steps 1-2 are the logged values restored from the checkpoint, not a rerun
     pd.testing.assert_frame_equal(resumed.history.iloc[:2], first.history)
+    # the training time counts both segments: the clock restarts from the checkpoint's record
+    assert resumed.train_seconds >= json.loads((tmp_path / "checkpoint-2" / "time_spent.json").read_text())["seconds"]
 
 
 def test_an_adapter_without_its_log_is_finished_again_not_a_dead_end(tiny_llama, tokenizer, tmp_path):
@@ -103,6 +109,20 @@ def test_an_adapter_without_its_log_is_finished_again_not_a_dead_end(tiny_llama,
         again = finetune(llm, tokenizer, dataset, tmp_path, spec)
     assert again.history["step"].tolist() == [1, 2]
     assert (again.adapter_dir / "adapter_config.json").exists()
+
+
+def test_an_adapter_logged_before_the_training_time_reads_it_from_its_last_checkpoint(tmp_path):
+    from palr_utils.finetune import _read_result
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    old_log = {"history": [{"step": 1, "loss": 2.0}], "quantized_4bit": False}  # no "train_seconds"
+    (adapter / "log_history.json").write_text(json.dumps(old_log))
+    assert math.isnan(_read_result(adapter / "log_history.json", adapter).train_seconds)  # no record anywhere
+    (tmp_path / "checkpoint-7").mkdir()
+    (tmp_path / "checkpoint-7" / "trainer_state.json").write_text(json.dumps({"global_step": 7}))
+    (tmp_path / "checkpoint-7" / "time_spent.json").write_text(json.dumps({"seconds": 123.4, "step": 7}))
+    assert _read_result(adapter / "log_history.json", adapter).train_seconds == 123.4
 
 
 def test_time_budget_stops_training_early_and_still_saves(tiny_llama, tokenizer, tmp_path):

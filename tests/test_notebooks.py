@@ -6,6 +6,7 @@ metrics file of one notebook. A notebook missing from ``notebooks/`` (renamed, d
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -42,6 +43,17 @@ def test_every_notebook_executed(tiny_run):
     for stem in NOTEBOOKS:
         assert (tiny_run / "executed" / f"{stem}.ipynb").exists()
         assert (tiny_run / "metrics" / f"{stem}.json").exists()
+
+
+def test_executed_notebooks_carry_no_frozen_progress_bars_or_library_warnings(tiny_run):
+    """What a student reads in an executed lesson: no bar stuck at "0%|", no deprecation notices of libraries."""
+    noise = re.compile(r"\b0%\||FutureWarning|DeprecationWarning|Failed to load CPU gemm_4bit_forward")
+    for stem in NOTEBOOKS:
+        notebook = json.loads((tiny_run / "executed" / f"{stem}.ipynb").read_text())
+        for index, cell in enumerate(notebook["cells"]):
+            for output in cell.get("outputs", []):
+                text = "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
+                assert not noise.search(text), f"{stem}, cell {index}: {text[:300]}"
 
 
 def test_01_preprocessing_counts_are_exact(tiny_run):
