@@ -33,7 +33,7 @@ class FinetuneResult:
     adapter_dir: Path
     quantized_4bit: bool  # whether the trained base model was loaded in 4-bit
     # seconds of training, summed over every resumed segment (NaN for an adapter an older version trained)
-    train_seconds: float = float("nan")
+    train_seconds: float
 
 
 @dataclass(frozen=True)
