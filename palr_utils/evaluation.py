@@ -73,6 +73,10 @@ def cases_fingerprint(cases: list[EvalCase]) -> str:
     return sha256_hex(rows, length=16)
 
 
+# How answers are decoded, part of every re-ranking cache's identity: records decoded otherwise are refused.
+DECODING = "greedy; PALR_v2's answer starts with a candidate letter and its period"
+
+
 def rerank_identity(adapter_dir, preset, seed: int, cases: list[EvalCase]) -> dict:
     """What a re-ranking cache is checked against: the adapter's weights, the cases (the retriever's candidates
     feed every answer's back-fill) and every setting that shapes the prompts or the answers (``preset`` is a
@@ -80,7 +84,7 @@ def rerank_identity(adapter_dir, preset, seed: int, cases: list[EvalCase]) -> di
     return {
         "adapter": adapter_fingerprint(adapter_dir),
         "cases": cases_fingerprint(cases),
-        "decoding": "greedy; PALR_v2's first token is a candidate letter",
+        "decoding": DECODING,
         "n_candidates": preset.rerank_candidates,
         "n_history": preset.instructions.n_history,
         "max_new_tokens": preset.rerank_max_new_tokens,

@@ -181,41 +181,57 @@ def template_tokens(tokenizer, system: str | None = None) -> int:
     return templated - bare + 1
 
 
-class FirstTokenAmong:
-    """A logits processor for ``model.generate``: each row's first new token must be one of its allowed ids.
+class AnswerStart:
+    """A logits processor for ``model.generate``: each row's first new token must be one of its allowed ids and,
+    when ``second_ids`` is given, its second token one of those.
 
-    Later tokens are free. A re-ranker uses it to make an answer start with a candidate's letter.
+    Later tokens are free. A re-ranker uses it to make an answer start with a candidate's letter and the period
+    after it: a letter alone is not enough, since a letter token also begins words ("I" of "I'm sorry", "N" of
+    "Nail"), and a small model takes that way out of the format.
     """
 
-    def __init__(self, allowed_ids: list[list[int]], prompt_length: int):
-        self.allowed_ids, self.prompt_length = allowed_ids, prompt_length
+    def __init__(self, allowed_ids: list[list[int]], prompt_length: int, second_ids: list[int] | None = None):
+        self.allowed_ids, self.prompt_length, self.second_ids = allowed_ids, prompt_length, second_ids
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if input_ids.shape[1] != self.prompt_length:  # not the first step
+        step = input_ids.shape[1] - self.prompt_length
+        if step == 0:
+            allowed = self.allowed_ids
+        elif step == 1 and self.second_ids:
+            allowed = [self.second_ids] * scores.shape[0]
+        else:
             return scores
         blocked = torch.ones_like(scores, dtype=torch.bool)
-        for row, ids in enumerate(self.allowed_ids):
+        for row, ids in enumerate(allowed):
             blocked[row, ids] = False
         return scores.masked_fill(blocked, float("-inf"))
 
 
 @torch.no_grad()
 def generate(
-    tokenizer, model, prompts: list[str], max_new_tokens: int = 64, first_token_ids: list[list[int]] | None = None
+    tokenizer,
+    model,
+    prompts: list[str],
+    max_new_tokens: int = 64,
+    first_token_ids: list[list[int]] | None = None,
+    second_token_ids: list[int] | None = None,
 ) -> list[str]:
     """Greedy generation for a batch of already formatted prompts; returns only the new text.
 
-    ``first_token_ids``: per prompt, the token ids the answer may start with (None: any token).
+    ``first_token_ids``: per prompt, the token ids the answer may start with (None: any token);
+    ``second_token_ids``: the ids its second token may be, for every prompt (only with ``first_token_ids``).
     """
     from transformers import LogitsProcessorList
 
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     prompt_length = batch["input_ids"].shape[1]
     processors = LogitsProcessorList()
+    if second_token_ids is not None and first_token_ids is None:
+        raise ValueError("second_token_ids constrains an answer's second token; give first_token_ids too")
     if first_token_ids is not None:
         if len(first_token_ids) != len(prompts) or not all(first_token_ids):
             raise ValueError("first_token_ids needs a non-empty list of allowed token ids for every prompt")
-        processors.append(FirstTokenAmong(first_token_ids, prompt_length))
+        processors.append(AnswerStart(first_token_ids, prompt_length, second_token_ids))
     output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=processors)
     return tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
 

@@ -153,6 +153,20 @@ def label_token_ids(tokenizer, formatted_prompt: str, n: int) -> list[int]:
     return ids
 
 
+def label_period_id(tokenizer, formatted_prompt: str, n: int) -> int:
+    """The token of the period after a candidate's letter ("C." of "C. title") when it starts the answer."""
+    ids = set()
+    for label in CANDIDATE_LABELS[:n]:
+        letter = tokenizer(formatted_prompt + label, add_special_tokens=False).input_ids
+        line = tokenizer(formatted_prompt + label + ". x", add_special_tokens=False).input_ids
+        if line[: len(letter)] != letter:
+            raise ValueError(f"the letter {label!r} is tokenized differently when a period follows it")
+        ids.add(line[len(letter)])
+    if len(ids) != 1 or tokenizer.decode(list(ids)) != ".":
+        raise ValueError("the period after a candidate's letter is not one token with this tokenizer")
+    return ids.pop()
+
+
 @torch.no_grad()
 def letter_scores(tokenizer, model, formatted_prompts: list[str], n_candidates: list[int]) -> list[np.ndarray]:
     """One forward pass per batch: the next-token logit of each candidate's letter, per prompt."""
@@ -248,12 +262,15 @@ class Reranker:
         return records
 
     def generate_v2(self, cases: list[EvalCase], max_new_tokens: int) -> list[dict]:
-        """Generated "letter. title" answers; the first token must be one of the case's candidate letters,
-        so the answer cannot drift into the other task's format ("1. title") that PALR_v2 also learned."""
+        """Generated "letter. title" answers that must start with one of the case's candidate letters and a
+        period, so the answer cannot drift into the other task's format ("1. title") that PALR_v2 also learned,
+        nor into a word that starts with a letter ("I'm sorry, …")."""
         prompts = [self.v2_prompt(c) for c in cases]
-        letter_ids = label_token_ids(self.tokenizer, prompts[0], max(len(c.listed) for c in cases))
+        n_letters = max(len(c.listed) for c in cases)
+        letter_ids = label_token_ids(self.tokenizer, prompts[0], n_letters)
         first_ids = [letter_ids[: len(c.listed)] for c in cases]
-        outputs = generate(self.tokenizer, self.model, prompts, max_new_tokens, first_token_ids=first_ids)
+        period = [label_period_id(self.tokenizer, prompts[0], n_letters)]
+        outputs = generate(self.tokenizer, self.model, prompts, max_new_tokens, first_ids, second_token_ids=period)
         records = []
         for case, text in zip(cases, outputs, strict=True):
             labels = dict(zip(CANDIDATE_LABELS, case.listed, strict=False))

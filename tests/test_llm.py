@@ -63,6 +63,29 @@ def test_generation_can_be_made_to_start_with_given_tokens(smollm2):
     assert not free[0].startswith("Q")  # the constraint did the work, not the model's own choice
     with pytest.raises(ValueError, match="every prompt"):
         generate(tokenizer, model, prompts, max_new_tokens=4, first_token_ids=[[allowed[0]]])
+    # a letter token also begins words ("I" of "I'm"): the second token can be held to the period
+    period = tokenizer.convert_tokens_to_ids(".")
+    held = generate(tokenizer, model, prompts, max_new_tokens=4, first_token_ids=[[allowed[0]], [allowed[1]]],
+                    second_token_ids=[period])  # fmt: skip
+    assert held[0].startswith("Q.") and held[1].startswith("Z.")
+    with pytest.raises(ValueError, match="give first_token_ids too"):
+        generate(tokenizer, model, prompts, max_new_tokens=4, second_token_ids=[period])
+
+
+def test_answer_start_masks_only_the_first_two_steps():
+    import torch
+
+    from palr_utils.llm import AnswerStart
+
+    processor = AnswerStart([[1], [2, 3]], prompt_length=5, second_ids=[4])
+    scores = torch.zeros(2, 6)
+    first = processor(torch.zeros(2, 5, dtype=torch.long), scores)
+    assert torch.isfinite(first).tolist() == [[False, True, False, False, False, False],
+                                              [False, False, True, True, False, False]]  # fmt: skip
+    second = processor(torch.zeros(2, 6, dtype=torch.long), scores)
+    assert torch.isfinite(second).tolist() == [[False, False, False, False, True, False]] * 2
+    assert torch.equal(processor(torch.zeros(2, 7, dtype=torch.long), scores), scores)  # later tokens are free
+    assert torch.equal(AnswerStart([[1], [2]], 5)(torch.zeros(2, 6, dtype=torch.long), scores), scores)
 
 
 def test_second_load_is_fast():

@@ -130,6 +130,8 @@ def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
     for method in (*methods[1:], "shuffled"):  # every method's interval of its difference to SASRec
         low, high = metrics[f"{method}_ndcg@10_delta_ci_low"], metrics[f"{method}_ndcg@10_delta_ci_high"]
         assert -1.0 <= low <= high <= 1.0
+    # SASRec on the users generation ranked: the bar for PALR_v1 and PALR_v2's rows
+    assert 0.0 <= metrics["sasrec_generation_users_test_ndcg@10"] <= metrics["sasrec_generation_users_test_hr@10"] <= 1
     assert metrics["palr_fused_weight"] in get_preset("tiny").fusion_weights
     if metrics["palr_fused_weight"] == 0.0:  # validation gave the LLM no say: the fused list is SASRec's
         assert metrics["palr_fused_test_ndcg@10"] == metrics["sasrec_test_ndcg@10"]
@@ -141,9 +143,9 @@ def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
     records = pd.read_json(tiny_run / "rerank" / "palr_v2.jsonl", lines=True)
     assert len(records) == metrics["n_generation_users"] == get_preset("tiny").n_generation_users
     assert (records["final"].map(len) == 10).all()  # back-filled to 10 for every user
-    # generation was made to start with one of the candidates' letters
+    # generation was made to start with one of the candidates' letters and its period ("I'm sorry" is not "I.")
     letters = set(CANDIDATE_LABELS[: get_preset("tiny").rerank_candidates])
-    assert records["raw_output"].map(lambda text: text.lstrip()[:1] in letters).all()
+    assert records["raw_output"].str.lstrip().map(lambda text: text[:1] in letters and text[1:2] == ".").all()
 
 
 SOLUTIONS = [(path.name, number) for path in sorted((project_root() / "exercises" / "solutions").glob("*.md"))

@@ -21,6 +21,7 @@ from palr_utils.rerank import (
     answer_lines,
     backfill,
     calibrated_scores,
+    label_period_id,
     label_token_ids,
     letter_prior,
     letter_scores,
@@ -91,6 +92,9 @@ class _Tokenizer:
         ids = torch.tensor([[0] * (width - len(t)) + [ord(c) for c in t] for t in texts])
         return _Batch(input_ids=ids, attention_mask=(ids > 0).long())
 
+    def decode(self, ids):
+        return "".join(map(chr, ids))
+
 
 class _Batch(dict):
     def to(self, device):
@@ -116,6 +120,17 @@ def test_fast_mode_ranks_candidates_by_their_letters_next_token_logits():
     scores = letter_scores(tokenizer, _Model({"A": 0.1, "B": 2.0, "C": 1.0}), ["p1:", "p22:"], [3, 2])
     np.testing.assert_allclose(scores[0], [0.1, 2.0, 1.0])
     np.testing.assert_allclose(scores[1], [0.1, 2.0])
+
+
+def test_generation_is_held_to_a_letter_and_its_period():
+    assert label_period_id(_Tokenizer(), "prompt:", 3) == ord(".")
+
+    class _WordTokenizer(_Tokenizer):  # the token after a letter is not a bare period (say, ". " merged)
+        def decode(self, ids):
+            return ". "
+
+    with pytest.raises(ValueError, match="not one token"):
+        label_period_id(_WordTokenizer(), "prompt:", 3)
 
 
 def test_fast_mode_final_list_and_metrics_on_a_hand_made_case(monkeypatch):

@@ -36,17 +36,29 @@ __all__ = [
 ]
 
 
+# The paper's trained baselines in the order of its Table 2: each name's default configuration (given the
+# sequence length) and how to build the model from a configuration, said once.
+_BASELINES = {
+    "bpr_mf": (lambda max_len: BPRConfig(), lambda n_users, n_items, config: BPRMF(n_users, n_items, config)),
+    "ncf": (lambda max_len: NCFConfig(), lambda n_users, n_items, config: NeuMF(n_users, n_items, config)),
+    "gru4rec": (
+        lambda max_len: GRU4RecConfig(max_len=max_len),
+        lambda n_users, n_items, config: GRU4Rec(n_items, config),
+    ),
+    "caser": (lambda max_len: CaserConfig(), lambda n_users, n_items, config: Caser(n_users, n_items, config)),
+}
+
+
+def _check_baseline_names(names) -> None:
+    if unknown := sorted(set(names) - set(_BASELINES)):
+        raise ValueError(f"no baseline called {', '.join(map(repr, unknown))}; the baselines are {list(_BASELINES)}")
+
+
 def baseline_config(name: str, max_len: int = 200, configs: dict | None = None):
     """The model configuration ``build_baselines`` gives the baseline ``name``: ``configs``' entry, else the default."""
-    defaults = {
-        "bpr_mf": BPRConfig,
-        "ncf": NCFConfig,
-        "gru4rec": lambda: GRU4RecConfig(max_len=max_len),
-        "caser": CaserConfig,
-    }
-    if name not in defaults:
-        raise ValueError(f"no baseline called {name!r}; the baselines are {list(defaults)}")
-    return (configs or {}).get(name) or defaults[name]()
+    _check_baseline_names([name])
+    default_config, _ = _BASELINES[name]
+    return (configs or {}).get(name) or default_config(max_len)
 
 
 def build_baselines(
@@ -62,17 +74,10 @@ def build_baselines(
     """
     import torch
 
-    builders = {
-        "bpr_mf": lambda config: BPRMF(n_users, n_items, config),
-        "ncf": lambda config: NeuMF(n_users, n_items, config),
-        "gru4rec": lambda config: GRU4Rec(n_items, config),
-        "caser": lambda config: Caser(n_users, n_items, config),
-    }
-    if unknown := set(configs or {}) - set(builders):
-        raise ValueError(f"no baseline called {sorted(unknown)}; the baselines are {list(builders)}")
+    _check_baseline_names(configs or {})
     models = {}
-    for name, build in builders.items():
+    for name, (_, build) in _BASELINES.items():
         if seed is not None:
             torch.manual_seed(seed)
-        models[name] = build(baseline_config(name, max_len, configs))
+        models[name] = build(n_users, n_items, baseline_config(name, max_len, configs))
     return models
