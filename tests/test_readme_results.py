@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from palr_utils.paper import PAPER_TABLE_2
+from palr_utils.paths import project_root
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = project_root()
 # The README's bold heading of each table -> (Table 2's name of the data set, the recorded pipeline)
 TABLES = {
     "Amazon Beauty": ("beauty", "pipeline_beauty_cpu.json"),
