@@ -202,7 +202,8 @@ def rank_changes(case: EvalCase, before: Sequence[int], after: Sequence[int], k:
 
 
 def summarize(method: str, records: pd.DataFrame) -> dict[str, float]:
-    """HR@10, NDCG@10 and, for generated answers, parse, hallucination and seen-item rates; seconds per user."""
+    """HR@10, NDCG@10 and, for generated answers, parse, hallucination, seen-item and letter/title disagreement
+    rates; seconds per user."""
     out = {f"{method}_test_{k}": v for k, v in ranking_metrics(records["rank"].to_numpy(), ks=(K,)).items()}
     out[f"{method}_seconds_per_user"] = float(records["seconds"].mean())
     if "n_lines" in records:
@@ -211,4 +212,6 @@ def summarize(method: str, records: pd.DataFrame) -> dict[str, float]:
         out[f"{method}_hallucination_rate"] = float(records["n_hallucinated"].sum() / lines) if lines else 0.0
         if "n_seen" in records:  # lines naming an item the user has seen (not counted as hallucinations)
             out[f"{method}_seen_rate"] = float(records["n_seen"].sum() / lines) if lines else 0.0
+        if "n_disagreements" in records:  # lines whose letter and title name two different candidates
+            out[f"{method}_disagreement_rate"] = float(records["n_disagreements"].sum() / lines) if lines else 0.0
     return out

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from palr_utils.hashing import sha256_file, sha256_hex
-from palr_utils.io import atomic_path, ensure_identity, progress_bars_disabled, write_json
+from palr_utils.io import StaleArtifactError, atomic_path, ensure_identity, progress_bars_disabled, write_json
 from palr_utils.llm import LLMSpec, format_prompt, quantization_config_4bit, resolve_dtype, resolve_model_path
 
 ADAPTER_DIR = "adapter"
@@ -85,9 +85,26 @@ def lora_config(spec: FinetuneSpec, n_layers: int | None = None):
 
 
 TIME_SPENT_FILE = "time_spent.json"  # per checkpoint: training seconds up to it, so a resume keeps its budget
+LENGTH_SETTINGS = ("epochs", "max_steps", "max_minutes")  # how long to train: a run may be resumed to train longer
 
 
-def _training_clock(output_dir: Path, minutes: float | None = None):
+def length_target(spec: FinetuneSpec) -> dict:
+    """How long ``spec`` asks to train: its epochs, steps and time budget."""
+    return {name: getattr(spec, name) for name in LENGTH_SETTINGS}
+
+
+def _is_longer(asked: dict, trained: dict) -> bool:
+    """Whether ``asked`` trains at least as long as ``trained`` in every respect (steps, or epochs, and minutes)."""
+    unlimited = float("inf")
+    if (asked["max_steps"] > 0) != (trained["max_steps"] > 0):
+        return False  # steps against epochs: not comparable
+    length = "max_steps" if asked["max_steps"] > 0 else "epochs"
+    return asked[length] >= trained[length] and (asked["max_minutes"] or unlimited) >= (
+        trained["max_minutes"] or unlimited
+    )
+
+
+def _training_clock(output_dir: Path, minutes: float | None = None, target: dict | None = None):
     """A transformers callback that keeps the training time and, with ``minutes``, ends training once it is spent.
 
     The time counts across interruptions: each checkpoint records the training time spent up to it, and a run
@@ -117,12 +134,45 @@ def _training_clock(output_dir: Path, minutes: float | None = None):
             return control
 
         def on_save(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                spent = {"seconds": round(self.seconds(), 1), "step": state.global_step}
+            if state.is_world_process_zero:  # what it takes to finish the run from this checkpoint without training
+                spent = {"seconds": round(self.seconds(), 1), "step": state.global_step, "target": target,
+                         "quantized_4bit": getattr(self, "quantized", None)}  # fmt: skip
                 write_json(spent, checkpoint(state.global_step) / TIME_SPENT_FILE)
             return control
 
     return TrainingClock()
+
+
+def _final_checkpoint(folder: Path, target: dict) -> bool:
+    """Whether a checkpoint ends a run of this length: its last step, or its time budget spent. Resuming from it
+    would train one step more than asked (transformers steps once before it checks), so it is used as it is."""
+    try:
+        spent = json.loads((folder / TIME_SPENT_FILE).read_text())
+        state = json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if spent.get("target") != target or not (folder / "adapter_config.json").exists():
+        return False
+    budget = target["max_minutes"]
+    return state["global_step"] >= state["max_steps"] or budget is not None and spent["seconds"] >= 60 * budget
+
+
+def _adapter_from_checkpoint(folder: Path, adapter: Path, target: dict) -> FinetuneResult:
+    """The finished adapter and its log, taken from a run's final checkpoint (see :func:`_final_checkpoint`)."""
+    from accelerate import PartialState
+
+    state = json.loads((folder / "trainer_state.json").read_text())
+    spent = json.loads((folder / TIME_SPENT_FILE).read_text())
+    if PartialState().is_main_process:
+        with atomic_path(adapter) as tmp:
+            tmp.mkdir()
+            for path in folder.glob("adapter_*"):
+                shutil.copy2(path, tmp / path.name)
+            log = {"history": [row for row in state["log_history"] if "loss" in row], "target": target,
+                   "quantized_4bit": bool(spent["quantized_4bit"]), "train_seconds": spent["seconds"]}  # fmt: skip
+            write_json(log, tmp / HISTORY_FILE)
+    PartialState().wait_for_everyone()
+    return _read_result(adapter / HISTORY_FILE, adapter)
 
 
 def spent_before(record: Path) -> float:
@@ -266,13 +316,28 @@ def finetune(
     trainer_kwargs = trainer_kwargs or {}
     objective = {"trainer": trainer_class.__name__, **trainer_kwargs} if trainer_class else None
     ensure_identity(output_dir / IDENTITY_FILE, run_identity(llm, spec, dataset, seed, objective), output_dir)
+    target = length_target(spec)
     if (finished := _finished_log(adapter)) is not None:
-        return _read_result(finished, adapter)
-    if adapter.exists():  # an older version's kill between saving the adapter and its log: train to the end again
+        trained = json.loads(finished.read_text()).get("target", target)
+        if trained == target:
+            return _read_result(finished, adapter)
+        if not _is_longer(target, trained):
+            raise StaleArtifactError(
+                f"{adapter} was trained for {trained}; this run asks for {target}, which is not longer in every "
+                f"respect, so it cannot be had by training on. Delete {output_dir} to train afresh, or use another "
+                "ARTIFACT_DIR."
+            )
+        warnings.warn(f"{adapter} was trained for {trained}; this run asks for {target}: training on from the last "
+                      "checkpoint.", stacklevel=2)  # fmt: skip
+        shutil.rmtree(adapter)
+    elif adapter.exists():  # an older version's kill between saving the adapter and its log: train to the end again
         warnings.warn(
             f"{adapter} has no training log (an interrupted run); resuming from the last checkpoint.", stacklevel=2
         )
         shutil.rmtree(adapter)
+    resume_from = last_complete_checkpoint(output_dir)
+    if resume_from is not None and _final_checkpoint(Path(resume_from), target):
+        return _adapter_from_checkpoint(Path(resume_from), adapter, target)
 
     dtype = resolve_dtype(llm)
     config = SFTConfig(
@@ -296,7 +361,7 @@ def finetune(
         model_init_kwargs=_model_init_kwargs(llm, dtype),
     )
     model_path = resolve_model_path(llm.name)
-    clock = _training_clock(output_dir, spec.max_minutes)
+    clock = _training_clock(output_dir, spec.max_minutes, target)
     # the model's depth is needed only to place adapters on its last layers
     n_layers = AutoConfig.from_pretrained(model_path).num_hidden_layers if spec.lora_last_layers else None
     trainer = (trainer_class or SFTTrainer)(
@@ -313,15 +378,15 @@ def finetune(
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    quantized = _has_4bit_layers(trainer.model)
-    trainer.train(resume_from_checkpoint=last_complete_checkpoint(output_dir))
+    quantized = clock.quantized = _has_4bit_layers(trainer.model)
+    trainer.train(resume_from_checkpoint=resume_from)
     if trainer.is_world_process_zero():  # under accelerate launch, one process writes
         history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row])
         # weights and log land together in one rename: a kill leaves either both or neither
         with atomic_path(adapter) as tmp:
             trainer.model.save_pretrained(tmp)
             log = {"history": history.to_dict(orient="records"), "quantized_4bit": quantized,
-                   "train_seconds": round(clock.seconds(), 1)}
+                   "train_seconds": round(clock.seconds(), 1), "target": target}  # fmt: skip
             write_json(log, tmp / HISTORY_FILE)
     trainer.accelerator.wait_for_everyone()
     return _read_result(adapter / HISTORY_FILE, adapter)

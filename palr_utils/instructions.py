@@ -20,24 +20,21 @@ a keyword that names one of the example's answers is dropped: no text in a promp
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import pandas as pd
-from rapidfuzz import fuzz, utils
 from scipy import sparse
 
 from palr_utils.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, TRAIN, USER
-from palr_utils.prompts import CANDIDATE_LABELS, recommend_prompt, recommend_retrieval_prompt
+from palr_utils.prompts import CANDIDATE_LABELS, fit_history, recommend_prompt, recommend_retrieval_prompt
 from palr_utils.retrieval.candidates import training_prefix
 from palr_utils.retrieval.sequences import SequenceData
+from palr_utils.titles import names_title, prompt_titles
 
 RECOMMEND, RECOMMEND_RETRIEVAL = "recommend", "recommend_retrieval"
-TITLE_MATCH = 88.0  # rapidfuzz ratio out of 100 from which a keyword counts as naming a title
-_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 
 
 @dataclass(frozen=True)
@@ -50,15 +47,7 @@ class InstructionSpec:
     # to copy the list, so the laptop presets train with a few answers among many candidates instead.
     n_retrieval_targets: int | None = None
     swap_probability: float = 0.3  # chance of one history/label swap per example
-    max_title_chars: int = 60  # long titles (Beauty) are cut at a word boundary
-
-
-def shorten(title: str, limit: int) -> str:
-    """Cut a long title at a word boundary, marking the cut with an ellipsis."""
-    if len(title) <= limit:
-        return title
-    cut = title[:limit].rsplit(" ", 1)[0]
-    return f"{cut}…"
+    max_title_chars: int = 60  # long titles (Beauty) are cut at a word boundary (palr_utils.titles.prompt_titles)
 
 
 class TrainingGraph:
@@ -121,22 +110,10 @@ def profile_history(data: SequenceData, user: int, spec: InstructionSpec) -> np.
     return training_prefix(data.train[user], spec.n_targets)[0]
 
 
-def _names_an_answer(keyword: str, answer_titles: Sequence[str]) -> bool:
-    """Whether a profile keyword is one of the answers' titles (with or without its year), as far as rapidfuzz
-    can tell: 'burning lighthouse' names 'Burning Lighthouse (1995)'."""
-    keyword = utils.default_process(keyword)
-    for title in answer_titles:
-        for form in {title, _YEAR.sub("", title)}:
-            form = utils.default_process(form)
-            if keyword and (keyword == form or fuzz.ratio(keyword, form) >= TITLE_MATCH or form in keyword):
-                return True
-    return False
-
-
 def keywords_without_answers(keywords: Sequence[str], answer_titles: Sequence[str]) -> list[str]:
     """Drop profile keywords that name an answer. Profiles come from the prefix, but the random swap moves a
     prefix item into the answers; its title must not stand in the prompt as a preference then."""
-    return [k for k in keywords if not _names_an_answer(k, answer_titles)]
+    return [k for k in keywords if not any(names_title(k, title) for title in answer_titles)]
 
 
 def completion(titles: Sequence[str]) -> str:
@@ -196,14 +173,11 @@ def build_instruction_examples(
     """
 
     def fit(make_prompt: Callable[[list[str]], str], history: list[int], answer: str) -> tuple[str, list[int]]:
-        prompt = make_prompt([titles[i] for i in history])
-        while count_tokens and max_tokens and len(history) > 1 and count_tokens(prompt + answer) > max_tokens:
-            history = history[1:]
-            prompt = make_prompt([titles[i] for i in history])
-        return prompt, history
+        fits = lambda prompt: not (count_tokens and max_tokens) or count_tokens(prompt + answer) <= max_tokens  # noqa: E731
+        return fit_history(lambda shown: make_prompt([titles[i] for i in shown]), history, fits)
 
     items = items.sort_values(ITEM).reset_index(drop=True)
-    titles = [shorten(t, spec.max_title_chars) for t in items[TITLE]]
+    titles = prompt_titles(list(items[TITLE]), spec.max_title_chars)
     genres = [set(a) for a in items[ATTRIBUTES]]
     graph = TrainingGraph(data)
     retrieved = {}

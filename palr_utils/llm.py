@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from palr_utils.devices import cpu_supports_bf16
-from palr_utils.io import atomic_path
+from palr_utils.io import atomic_path, describe_error
 from palr_utils.paths import project_root
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,24 @@ def template_tokens(tokenizer, system: str | None = None) -> int:
     return templated - bare + 1
 
 
+def context_length(spec: LLMSpec | str, cache_dir: str | Path | None = None) -> int:
+    """How many tokens the model reads at most (its position embeddings; SmolLM2: 8,192)."""
+    from transformers import AutoConfig
+
+    spec = LLMSpec(spec) if isinstance(spec, str) else spec
+    return int(AutoConfig.from_pretrained(resolve_model_path(spec.name, cache_dir)).max_position_embeddings)
+
+
+def prompt_fitting(
+    tokenizer, spec: LLMSpec | str, max_new_tokens: int, system: str | None = None, answer_prefix: str = ""
+) -> dict:
+    """``count_tokens`` and ``max_tokens`` for a prompt builder: a bare prompt's token count, and how many it may
+    have so that with the chat template, the answer prefix and ``max_new_tokens`` it fits the model's context."""
+    count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)  # noqa: E731
+    budget = context_length(spec) - max_new_tokens - template_tokens(tokenizer, system) - count(answer_prefix)
+    return {"count_tokens": count, "max_tokens": budget}
+
+
 class AnswerStart:
     """A logits processor for ``model.generate``: each row's first new token must be one of its allowed ids and,
     when ``second_ids`` is given, its second token one of those.
@@ -248,7 +266,7 @@ def load_finetuned(spec: LLMSpec | str, adapter_dir: str | Path, cache_dir: str 
         model = PeftModel.from_pretrained(model, str(adapter_dir))
     except Exception as error:  # safetensors, JSON and shape errors each have their own type
         raise RuntimeError(
-            f"The adapter in {adapter_dir} cannot be loaded ({type(error).__name__}: {str(error)[:200]}); its files "
+            f"The adapter in {adapter_dir} cannot be loaded ({describe_error(error)}); its files "
             "were damaged after it was saved (it is written in one rename). Delete that folder and rerun notebook "
             "04, which trains it again from its last checkpoint."
         ) from error

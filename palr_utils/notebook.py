@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import socket
+import time
 
 import numpy as np
 
-from palr_utils.io import StaleArtifactError, write_json
+from palr_utils.io import StaleArtifactError, create_exclusive, prepare_artifact_dir
 from palr_utils.presets import RunConfig, resolve_config
 
 DATA_SOURCE_FILE = "data_source.json"
@@ -33,21 +37,30 @@ def data_source(config: RunConfig) -> dict:
     return source
 
 
+CLAIMED_BY = "claimed_by"
+
+
 def claim_artifact_dir(config: RunConfig) -> None:
     """Record which data the artifact folder belongs to, or refuse a folder that holds another data set's results.
 
-    Caches and checkpoints check their own inputs too; this check names the real cause at the first cell.
+    The claim is atomic (created only if absent), so of two runs that start at once on different data, one
+    holds the folder and the other is refused with who holds it. Caches and checkpoints check their own inputs
+    too; this check names the real cause at the first cell.
     """
-    import json
-
     path = config.artifact_dir / DATA_SOURCE_FILE
     wanted = data_source(config)
-    if path.exists() and (stored := json.loads(path.read_text())) != wanted:
+    holder = f"process {os.getpid()} on {socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    claim = {**wanted, CLAIMED_BY: holder}
+    if create_exclusive(path, json.dumps(claim, indent=2, sort_keys=True) + "\n"):
+        return
+    stored = json.loads(path.read_text())
+    holder = stored.pop(CLAIMED_BY, "an earlier run")
+    if stored != wanted:
         raise StaleArtifactError(
-            f"{config.artifact_dir} holds results of other data ({stored}), not of {wanted}. Use another "
-            "ARTIFACT_DIR (or leave it empty: the default folder is named after the data), or delete the folder."
+            f"{config.artifact_dir} holds results of other data ({stored}, claimed by {holder}), not of {wanted}. "
+            "Use another ARTIFACT_DIR (or leave it empty: the default folder is named after the data), or delete "
+            "the folder once that run has ended."
         )
-    write_json(wanted, path)
 
 
 def seed_everything(seed: int) -> None:
@@ -68,7 +81,7 @@ def setup_notebook(preset: str, dataset: str, data_dir: str, artifact_dir: str, 
     config = resolve_config(preset, dataset, data_dir, artifact_dir, seed)
     seed_everything(config.seed)
     sns.set_theme(style="whitegrid", context="notebook")
-    config.artifact_dir.mkdir(parents=True, exist_ok=True)
+    prepare_artifact_dir(config.artifact_dir)
     claim_artifact_dir(config)
     print(f"preset    : {config.preset.name} ({config.preset.description})")
     print(f"dataset   : {config.dataset}")

@@ -8,7 +8,7 @@ the prompt fits the model's context.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from palr_utils.constants import DOMAINS
 
@@ -40,6 +40,17 @@ def top_attributes(attribute_lists: Sequence[Sequence[str]], n: int = 3) -> list
     """The ``n`` most frequent attributes (genres) in a history, most frequent first, ties by name."""
     counts = Counter(a for attributes in attribute_lists for a in attributes)
     return [name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
+def fit_history(make_prompt: Callable[[list], str], history: Sequence, fits: Callable[[str], bool]) -> tuple[str, list]:
+    """The prompt of the most recent part of ``history`` that ``fits`` accepts, dropping the oldest item first
+    (one item at least), and the part it shows: the one way every prompt here is fitted to a model's context."""
+    history = list(history)
+    prompt = make_prompt(history)
+    while len(history) > 1 and not fits(prompt):
+        history = history[1:]
+        prompt = make_prompt(history)
+    return prompt, history
 
 
 def profile_prompt(

@@ -26,6 +26,7 @@ Validation and test items never enter an example: the history and its next item 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -33,11 +34,12 @@ import torch
 import torch.nn.functional as F
 
 from palr_utils.constants import ITEM, SPLIT, TITLE, USER, VALID
-from palr_utils.instructions import keywords_without_answers, shorten
+from palr_utils.instructions import keywords_without_answers
 from palr_utils.metrics import log_softmax
-from palr_utils.prompts import rank_candidate, rank_prompt
+from palr_utils.prompts import fit_history, rank_candidate, rank_prompt
 from palr_utils.retrieval.candidates import RANK
 from palr_utils.retrieval.sequences import SequenceData
+from palr_utils.titles import prompt_titles
 
 RANK_TASK = "rank"
 VERDICTS = (" Yes", " No")  # the tokens whose logits, after a candidate's line, make its score
@@ -68,7 +70,7 @@ def build_rank_examples(
     With ``count_tokens``/``max_tokens`` the oldest history items are dropped until prompt and lines fit.
     """
     table = items.sort_values(ITEM).reset_index(drop=True)
-    titles = [shorten(t, max_title_chars) for t in table[TITLE]]
+    titles = prompt_titles(list(table[TITLE]), max_title_chars)
     rows = candidates[(candidates[SPLIT] == VALID) & (candidates[RANK] < n_candidates)].sort_values([USER, RANK])
     retrieved = {int(u): g[ITEM].astype(int).tolist() for u, g in rows.groupby(USER)}
     profiles = profiles or {}
@@ -85,16 +87,21 @@ def build_rank_examples(
         history = [int(i) for i in data.history(user, VALID)[-n_history:]]
         listed_titles = [titles[i] for i in listed]
         lines_cost = sum(count_tokens(rank_candidate(t)) for t in listed_titles) if count_tokens else 0
-        prompt = rank_prompt([titles[i] for i in history], keywords, domain)
-        while count_tokens and max_tokens and len(history) > 1 and count_tokens(prompt) + lines_cost > max_tokens:
-            history = history[1:]  # the oldest item goes first
-            prompt = rank_prompt([titles[i] for i in history], keywords, domain)
+        budget = max_tokens - lines_cost if count_tokens and max_tokens else None
+        prompt, history = fit_history(
+            partial(_titled_rank_prompt, titles=titles, keywords=keywords, domain=domain), history,
+            lambda prompt: budget is None or count_tokens(prompt) <= budget,  # noqa: B023 - used at once
+        )  # fmt: skip
         examples.append({
             USER: user, "task": RANK_TASK, "prompt": prompt, "candidates": listed,
             "candidate_titles": listed_titles, "answer": listed.index(answer), "history": history, "label": [answer],
         })  # fmt: skip
     columns = [USER, "task", "prompt", "candidates", "candidate_titles", "answer", "history", "label"]
     return pd.DataFrame(examples, columns=columns)
+
+
+def _titled_rank_prompt(shown: list[int], titles: Sequence[str], keywords: list[str], domain: str) -> str:
+    return rank_prompt([titles[i] for i in shown], keywords, domain)
 
 
 def verdict_token_ids(tokenizer, formatted_prompt: str, title: str = "Toy Story (1995)") -> list[int]:

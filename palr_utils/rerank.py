@@ -16,24 +16,20 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from rapidfuzz import fuzz, process, utils
 
-from palr_utils.instructions import shorten
 from palr_utils.llm import format_prompt, generate
 from palr_utils.metrics import log_softmax
 from palr_utils.prompts import CANDIDATE_LABELS, rank_prompt, recommend_prompt, recommend_retrieval_prompt
 from palr_utils.ranking import rank_scores
+from palr_utils.titles import best_match, prompt_titles, title_variants
 
 _LINE = re.compile(r"^\s*(?:[-*•]\s*)?(?:(?P<label>[A-Za-z])[.)]\s+|\d+[.)]\s*)?(?P<title>.*?)\s*$")
-MATCH_CUTOFF = 88.0  # rapidfuzz ratio out of 100; below this a line names no known item
-_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 
 
 @dataclass
@@ -45,31 +41,7 @@ class ParsedList:
     n_hallucinated: int = 0  # lines that named no allowed item (nor a seen one)
     n_duplicates: int = 0
     n_seen: int = 0  # lines that named an item the user has already seen
-
-
-# MovieLens writes a leading article last ("Godfather, The (1972)", "Misérables, Les (1995)"); people and models
-# write it first. These are the articles that occur so in MovieLens-1M's titles.
-_TRAILING_ARTICLE = re.compile(
-    r"^(?P<body>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|Los|Las|El|Das|Der|Die|Det|Den)(?P<year>\s*\(\d{4}\))?$"
-)
-
-
-def article_first(title: str) -> str:
-    """'Godfather, The (1972)' -> 'The Godfather (1972)'; "Appartement, L' (1996)" -> "L'Appartement (1996)";
-    other titles unchanged."""
-    match = _TRAILING_ARTICLE.match(title)
-    if not match:
-        return title
-    separator = "" if match["article"].endswith("'") else " "
-    return f"{match['article']}{separator}{match['body']}{match['year'] or ''}"
-
-
-@functools.cache
-def _title_variants(title: str) -> tuple[str, ...]:
-    """The title with and without its year, each also with a trailing article moved to the front; cached
-    because PALR_v1 matches against the whole catalogue."""
-    forms = (title, _YEAR.sub("", title))
-    return tuple(dict.fromkeys([*forms, *(article_first(form) for form in forms)]))
+    n_disagreements: int = 0  # lines whose letter and title name two different items (the letter wins)
 
 
 def answer_lines(text: str) -> list[tuple[str | None, str]]:
@@ -93,24 +65,25 @@ def match_answer(
     """Map an answer to items among ``allowed``: by letter when ``labels`` is given, else by fuzzy title.
 
     Lines naming one of the user's ``seen`` items are counted apart from hallucinations: the model
-    repeating the history is a different failure from inventing titles.
+    repeating the history is a different failure from inventing titles. A line whose letter and title name
+    different items ("a. Toy Story" where Toy Story is "A") keeps the letter's item and is counted.
     """
     # Each item is matched by its full title and by its title without the year, whichever is closer:
     # models often drop the year, and plain ratio (unlike partial ratios) does not reward bare substrings.
     allowed_set, seen = set(allowed), set(seen)
     keys, owners = [], []
     for item in [*allowed, *sorted(seen - allowed_set)]:
-        for variant in _title_variants(titles[item]):
+        for variant in title_variants(titles[item]):
             keys.append(variant)
             owners.append(item)
     parsed = ParsedList()
     for label, title in answer_lines(text):
         parsed.n_lines += 1
-        item = labels.get(label) if labels and label else None
-        if item is None and title:
-            best = process.extractOne(title, keys, scorer=fuzz.ratio, processor=utils.default_process,
-                                      score_cutoff=MATCH_CUTOFF)  # fmt: skip
-            item = owners[best[2]] if best else None
+        by_label = labels.get(label) if labels and label else None
+        index = best_match(title, keys) if title else None
+        by_title = owners[index] if index is not None else None
+        parsed.n_disagreements += by_label is not None and by_title is not None and by_title != by_label
+        item = by_label if by_label is not None else by_title
         if item is None:
             parsed.n_hallucinated += 1
         elif item in seen:
@@ -221,7 +194,7 @@ class Reranker:
 
     def __init__(self, tokenizer, model, titles: Sequence[str], domain: str = "movie", max_title_chars: int = 60):
         self.tokenizer, self.model, self.domain = tokenizer, model, domain
-        self.titles = [shorten(t, max_title_chars) for t in titles]
+        self.titles = prompt_titles(list(titles), max_title_chars)
 
     def _format(self, prompt: str) -> str:
         return format_prompt(self.tokenizer, prompt)
@@ -309,5 +282,5 @@ def _record(case: EvalCase, text: str, items: list[int], parsed) -> dict:
     return {
         "final": final, "rank": rank_in_list(case.target, final), "raw_output": text, "n_lines": parsed.n_lines,
         "n_matched": len(items), "n_hallucinated": parsed.n_hallucinated, "n_duplicates": parsed.n_duplicates,
-        "n_seen": parsed.n_seen,
+        "n_seen": parsed.n_seen, "n_disagreements": parsed.n_disagreements,
     }  # fmt: skip

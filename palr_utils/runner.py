@@ -29,7 +29,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from palr_utils.constants import NOTEBOOKS
 from palr_utils.data.custom import MISSING_TITLE_POLICIES
-from palr_utils.io import headline, read_metrics
+from palr_utils.io import ArtifactDirError, headline, prepare_artifact_dir, read_metrics
 from palr_utils.paths import project_root
 from palr_utils.presets import parse_seed, resolve_config
 
@@ -100,8 +100,8 @@ def run_notebooks(
         "ARTIFACT_DIR": str(config.artifact_dir),
         "SEED": config.seed,
     }
-    executed_dir = config.artifact_dir / "executed"
-    executed_dir.mkdir(parents=True, exist_ok=True)
+    executed_dir = prepare_artifact_dir(config.artifact_dir) / "executed"
+    executed_dir.mkdir(exist_ok=True)
     notebooks = notebooks if notebooks is not None else present_notebooks()
     if start_at is not None:
         stems = [n.stem for n in notebooks]
@@ -157,6 +157,9 @@ def main() -> None:
         )  # fmt: skip
     except NotebookFailed as failure:
         print(f"\nFAILED: {failure}", file=sys.stderr)
+        sys.exit(1)
+    except ArtifactDirError as error:
+        print(f"\nCannot start: {error}", file=sys.stderr)
         sys.exit(1)
     print(f"\nDone in {(time.perf_counter() - started) / 60:.1f} min.")
     print(f"  executed notebooks: {out / 'executed'}  (open them with `make lab`)")

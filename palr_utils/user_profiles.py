@@ -18,13 +18,21 @@ from palr_utils.cache import SECONDS, read_jsonl, resumable_map
 from palr_utils.constants import ATTRIBUTES, ITEM, TITLE, USER
 from palr_utils.data.movielens import describe_movielens_user
 from palr_utils.llm import format_prompt, generate
-from palr_utils.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM, profile_prompt
+from palr_utils.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM, fit_history, profile_prompt
+from palr_utils.titles import prompt_titles
 
 KEYWORDS, RAW = "keywords", "raw_output"
 MAX_KEYWORDS = 8
 MAX_KEYWORD_WORDS = 4
 
-_LEAD_IN = re.compile(r"^\s*(keywords?|preferences?|tastes?|answer|the user likes?|this user likes?)\s*[:\-]\s*", re.I)
+_LEAD_IN = re.compile(
+    r"^\s*(keywords?|preferences?|tastes?|answer|the user likes?|this user likes?)\s*[:：\-]\s*", re.I
+)
+# a lead-in in any language at the start of an answer ("키워드:", "ключевые слова:"): up to three words and a colon
+_ANY_LEAD_IN = re.compile(r"^\s*[^\W\d_][^\W\d_'-]*(?:\s+[^\W\d_][^\W\d_'-]*){0,2}\s*[:：]\s*")
+# commas, semicolons and line breaks, also their full-width forms (Chinese and Japanese answers), and "and"
+_SEPARATORS = re.compile(r"[,;\n、，；。・]|\band\b")
+_STRIPPED = "\"'`*.!?()[]“”‘’「」『』（）【】"
 _BULLET = re.compile(r"^\s*(?:[-*•]+|\d+[.)])\s*")
 _ECHO = re.compile(r"\(\d{2,4}|\[|\]|:$|\boldest first\b")
 
@@ -35,13 +43,13 @@ def parse_keywords(text: str) -> list[str]:
     Handles lead-ins ("Keywords: ..."), numbered or bulleted lists, quotes and
     trailing sentences; drops fragments longer than a few words (sentences, not keywords).
     """
-    text = _LEAD_IN.sub("", text.strip())
-    pieces = re.split(r"[,;\n]|\band\b", text)
+    text = _ANY_LEAD_IN.sub("", _LEAD_IN.sub("", text.strip()), count=1)
+    pieces = _SEPARATORS.split(text)
     keywords: list[str] = []
     for piece in pieces:
         piece = _BULLET.sub("", piece)
         piece = _LEAD_IN.sub("", piece)
-        piece = piece.strip().strip("\"'`*.!?()[]").strip().lower()
+        piece = piece.strip().strip(_STRIPPED).strip().lower()
         # any script's letters count: a keyword in Cyrillic or CJK is a keyword, a bare number or symbol is not
         if not piece or len(piece.split()) > MAX_KEYWORD_WORDS or not any(ch.isalpha() for ch in piece):
             continue
@@ -102,17 +110,30 @@ def build_profile_prompts(
     user_info: dict[int, str] | None = None,
     domain: str = "movie",
     max_items: int = 20,
+    *,
+    max_title_chars: int = 60,
+    count_tokens: Callable[[str], int] | None = None,
+    max_tokens: int | None = None,
 ) -> list[str]:
-    """One profile prompt per user from their training history (item ids) and the item table."""
-    table = items.set_index(ITEM)
-    titles, attributes = table[TITLE], table[ATTRIBUTES]
+    """One profile prompt per user from their most recent ``max_items`` training items (ids) and the item table.
+
+    Titles are the prompts' own (cut and unique, :func:`palr_utils.titles.prompt_titles`), as in notebooks 04
+    and 05; with ``count_tokens`` and ``max_tokens`` the oldest items are dropped until the prompt fits.
+    """
+    table = items.sort_values(ITEM).reset_index(drop=True)
+    titles, attributes = prompt_titles(list(table[TITLE]), max_title_chars), list(table[ATTRIBUTES])
     user_info = user_info or {}
-    return [
-        profile_prompt(
-            [titles[i] for i in history], [attributes[i] for i in history], domain, user_info.get(int(u)), max_items
-        )
-        for u, history in zip(user_ids, histories, strict=True)
-    ]
+    fits = lambda prompt: not (count_tokens and max_tokens) or count_tokens(prompt) <= max_tokens  # noqa: E731
+    prompts = []
+    for user, history in zip(user_ids, histories, strict=True):
+        def make(shown: list[int], user=user) -> str:
+            return profile_prompt([titles[i] for i in shown], [attributes[i] for i in shown], domain,
+                                  user_info.get(int(user)), max_items)  # fmt: skip
+        prompt, _ = fit_history(make, list(history)[-max_items:], fits)
+        if not fits(prompt):
+            raise ValueError(f"user {user}'s profile prompt does not fit {max_tokens} tokens even with one item")
+        prompts.append(prompt)
+    return prompts
 
 
 def llm_profile_writer(tokenizer, model, max_new_tokens: int = 32) -> Callable[[list[str]], list[str]]:

@@ -203,3 +203,38 @@ def test_the_listwise_ranking_trainer_learns_to_put_the_right_candidate_first(ti
     losses = result.history["loss"]
     assert abs(losses.iloc[0] - np.log(4)) < 0.5  # a random model: close to a uniform guess among 4
     assert losses.tail(6).mean() < np.log(4) - 0.7  # learned: well below chance
+
+
+def test_a_finished_run_asked_to_train_longer_trains_only_the_missing_steps(tiny_llama, tokenizer, tmp_path):
+    llm, dataset = LLMSpec(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
+    spec = FinetuneSpec(max_steps=2, batch_size=4, max_length=128, save_steps=1)
+    first = finetune(llm, tokenizer, dataset, tmp_path, spec)
+    with pytest.warns(UserWarning, match="training on from the last checkpoint"):
+        longer = finetune(llm, tokenizer, dataset, tmp_path, FinetuneSpec(**{**spec.__dict__, "max_steps": 3}))
+    assert longer.history["step"].tolist() == [1, 2, 3]
+    pd.testing.assert_frame_equal(longer.history.iloc[:2], first.history)  # steps 1-2 kept, not retrained
+    with pytest.raises(StaleArtifactError, match="not longer"):  # fewer steps cannot be had by training on
+        finetune(llm, tokenizer, dataset, tmp_path, spec)
+
+
+def test_a_run_stopped_after_its_last_checkpoint_is_finished_from_it_without_another_step(
+    tiny_llama, tokenizer, tmp_path, monkeypatch
+):
+    """Killed between its final checkpoint and saving the adapter: resuming would make transformers take one
+    step beyond max_steps (mid-epoch, at learning rate 0), so the checkpoint itself becomes the adapter."""
+    import shutil
+
+    from safetensors.torch import load_file
+    from trl import SFTTrainer
+
+    llm, dataset = LLMSpec(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
+    spec = FinetuneSpec(max_steps=3, batch_size=4, max_length=128, save_steps=1)  # 2 steps an epoch: ends mid-epoch
+    first = finetune(llm, tokenizer, dataset, tmp_path, spec)
+    trained = load_file(first.adapter_dir / "adapter_model.safetensors")
+    shutil.rmtree(first.adapter_dir)
+    monkeypatch.setattr(SFTTrainer, "train", lambda *args, **kwargs: pytest.fail("trained beyond max_steps"))
+    again = finetune(llm, tokenizer, dataset, tmp_path, spec)
+    assert again.history["step"].tolist() == [1, 2, 3]
+    assert again.train_seconds == pytest.approx(first.train_seconds, abs=1)
+    restored = load_file(again.adapter_dir / "adapter_model.safetensors")
+    assert restored.keys() == trained.keys() and all(torch.equal(restored[k], trained[k]) for k in trained)

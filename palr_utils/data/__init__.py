@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from palr_utils.constants import ATTRIBUTES, DOMAINS, INTERACTIONS_FILE, ITEMS_FILE, USERS_FILE
+from palr_utils.constants import ATTRIBUTES, DOMAINS, INTERACTIONS_FILE, ITEMS_FILE, NOTEBOOKS, USERS_FILE
 from palr_utils.data.beauty import META_FILE, REVIEWS_FILE, load_beauty
 from palr_utils.data.custom import MISSING_TITLE_POLICIES, load_custom
 from palr_utils.data.download import BEAUTY_META, BEAUTY_REVIEWS, ML_1M_ZIP, DownloadError, fetch
@@ -27,7 +27,7 @@ from palr_utils.data.preprocessing import ProcessedDataset, preprocess
 from palr_utils.data.schema import DataFormatError, RawDataset
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
 from palr_utils.hashing import sha256_file, sha256_hex
-from palr_utils.io import atomic_path, require_artifacts, write_json, write_parquet
+from palr_utils.io import ArtifactSet, atomic_path, require_artifacts, write_json
 from palr_utils.paper import paper_dataset
 
 if TYPE_CHECKING:  # the run settings sit above the data layer: imported for annotations only
@@ -168,14 +168,17 @@ def describe_dataset(config: RunConfig, processed: ProcessedDataset) -> dict:
 
 
 def save_processed(processed: ProcessedDataset, artifact_dir: str | Path) -> list[Path]:
-    """Write the three parquet artifacts of notebook 01 and the data set's description (each atomically)."""
-    artifact_dir = Path(artifact_dir)
-    return [
-        write_parquet(processed.interactions, artifact_dir / INTERACTIONS_FILE),
-        write_parquet(processed.items, artifact_dir / ITEMS_FILE),
-        write_parquet(processed.users, artifact_dir / USERS_FILE),
-        write_json(processed.info, artifact_dir / DATASET_INFO_FILE),
+    """Write the three parquet artifacts of notebook 01 and the data set's description, each atomically, and
+    commit them as one set (a manifest last): a rerun stopped half-way leaves a set that loading refuses."""
+    files = ArtifactSet(artifact_dir, NOTEBOOKS[0])
+    paths = [
+        files.write_parquet(processed.interactions, INTERACTIONS_FILE),
+        files.write_parquet(processed.items, ITEMS_FILE),
+        files.write_parquet(processed.users, USERS_FILE),
+        files.write_json(processed.info, DATASET_INFO_FILE),
     ]
+    files.commit()
+    return paths
 
 
 def load_processed(artifact_dir: str | Path) -> ProcessedDataset:

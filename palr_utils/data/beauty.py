@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from palr_utils.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
-from palr_utils.data.schema import DataFormatError, RawDataset, raise_for_bad_lines
+from palr_utils.data.schema import DataFormatError, RawDataset, normalise_titles, raise_for_bad_lines
 
 REVIEWS_FILE = "reviews_Beauty_5.json.gz"
 META_FILE = "meta_Beauty.json.gz"
@@ -81,10 +81,12 @@ def read_meta(path: str | Path) -> pd.DataFrame:
             except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
                 bad.append((number, line.strip()))
                 continue
-            name = str(record.get("title") or "").strip()
-            rows.append({ITEM: asin, TITLE: f"{asin} ({name})" if name else asin, ATTRIBUTES: _categories(record)})
+            rows.append({ITEM: asin, TITLE: str(record.get("title") or ""), ATTRIBUTES: _categories(record)})
     raise_for_bad_lines(path, bad, "a Python dict literal with an 'asin' key")
-    return pd.DataFrame(rows, columns=[ITEM, TITLE, ATTRIBUTES])
+    meta = pd.DataFrame(rows, columns=[ITEM, TITLE, ATTRIBUTES])
+    names = normalise_titles(meta[TITLE], path)
+    meta[TITLE] = [f"{asin} ({name})" if name else asin for asin, name in zip(meta[ITEM], names, strict=True)]
+    return meta
 
 
 def load_beauty(folder: str | Path) -> RawDataset:
@@ -103,4 +105,4 @@ def load_beauty(folder: str | Path) -> RawDataset:
         )
     items.loc[no_meta, TITLE] = items.loc[no_meta, ITEM]
     items[ATTRIBUTES] = [value if isinstance(value, list) else [] for value in items[ATTRIBUTES]]
-    return RawDataset(name="beauty", interactions=reviews, items=items)
+    return RawDataset(name="beauty", interactions=reviews, items=items, source=str(folder / REVIEWS_FILE))

@@ -8,11 +8,15 @@
 Every line is checked and a bad one is reported with its file and line number; nothing is dropped,
 merged or re-typed without a word. The rules (data/README.md says the same for users):
 
-* tab-separated, one header line, UTF-8 (a BOM is fine; Latin-1 is read with a warning), ``.gz`` allowed
-  for the interactions; no quoting: a title is the text between two tabs, quote characters included;
-* ``timestamp`` is any finite number that orders one user's interactions (it need not be Unix time);
+* regular files (not folders, pipes or broken links), tab-separated, one header line, UTF-8 (a BOM is fine;
+  UTF-16 with its BOM, as spreadsheets export "Unicode text", is read too; Latin-1 is read with a warning),
+  ``.gz`` allowed for the interactions; no quoting: a title is the text between two tabs, quote characters
+  included; control characters and line separators inside a title become spaces (with a warning);
+* ``timestamp`` is any finite number that orders one user's interactions (it need not be Unix time), integers
+  within 64 bits, in one unit: a user whose Unix-like timestamps differ more than 100-fold (seconds beside
+  milliseconds) is refused, since sorting them would reorder the history;
 * ids are compared as text; they are used as integers (so that they sort numerically) only when every
-  id of the kind is written as a plain integer (``7``, not ``007``, in both files);
+  id of the kind is written as a plain integer that fits in 64 bits (``7``, not ``007``, in both files);
 * an item listed twice must have the same title both times;
 * the file must end with a line break, so that a file cut short cannot pass for a complete one;
 * items without a title follow ``missing_titles`` (see :data:`MISSING_TITLE_POLICIES`).
@@ -20,7 +24,9 @@ merged or re-typed without a word. The rules (data/README.md says the same for u
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import os
 import re
 import warnings
 import zlib
@@ -30,7 +36,13 @@ import numpy as np
 import pandas as pd
 
 from palr_utils.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
-from palr_utils.data.schema import DataFormatError, RawDataset, raise_for_bad_lines, split_attributes
+from palr_utils.data.schema import (
+    DataFormatError,
+    RawDataset,
+    normalise_titles,
+    raise_for_bad_lines,
+    split_attributes,
+)
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "timestamp"]
 ITEM_COLUMNS = ["item_id", "title"]
@@ -44,10 +56,42 @@ MISSING_TITLE_POLICIES = {
     "error": "stop with an error",
 }
 _PLAIN_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+INT64 = (-(2**63), 2**63 - 1)
+# Unix-like timestamps (from 1973 in seconds) of one user that differ more than this factor mix units
+UNIX_LIKE, MIXED_UNITS_RATIO = 1e8, 100.0
+
+
+def check_input_file(path: Path) -> None:
+    """Refuse, with what to do, a path that cannot be read as a data file: a folder, a broken link, a pipe."""
+    if path.is_symlink() and not path.exists():
+        raise DataFormatError(
+            f"{path} is a symbolic link to {os.readlink(path)}, which does not exist. Point the link at the file, "
+            "or copy the file there."
+        )
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a folder, not a file: put the tab-separated file itself there.")
+    if not path.is_file():
+        raise DataFormatError(
+            f"{path} is not a regular file (a pipe, socket or device; reading it could wait forever). Save the "
+            "data to a file first."
+        )
 
 
 def _decode(path: Path, raw: bytes) -> str:
-    """UTF-8 (with or without BOM); Latin-1, as MovieLens' own files are, with a warning that names the line."""
+    """UTF-8 (with or without BOM), UTF-16 with its BOM; Latin-1, as MovieLens' own files are, with a warning that
+    names the line. Many zero bytes without a BOM (UTF-16 or UTF-32 without one, or a binary file) are refused."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not raw.startswith(codecs.BOM_UTF32_LE):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise DataFormatError(f"{path} starts like UTF-16 but is not valid UTF-16 ({error}).") from error
+    sample = raw[:4096]
+    if sample.count(0) > len(sample) // 10:  # a stray NUL in a title is cleaned later; this many mean another encoding
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise DataFormatError(
+            f"{path} holds zero bytes (first on line {line}): it is UTF-16 or UTF-32 without a byte-order mark, or "
+            f"not a text file. Convert it to UTF-8, e.g. `iconv -f utf-16 -t utf-8 {path.name} > {path.stem}.utf8`."
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -82,6 +126,7 @@ def read_tsv(path: str | Path, required: list[str]) -> pd.DataFrame:
     break (a file cut short) raise :class:`DataFormatError` with the line numbers.
     """
     path = Path(path)
+    check_input_file(path)
     text = _decode(path, _read_bytes(path))
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -125,23 +170,58 @@ def typed_ids(*columns: pd.Series) -> list[pd.Series]:
     file's ids into text); "007" and "7" stay two ids, because "007" is not a plain integer.
     """
     together = pd.concat(columns, ignore_index=True)
-    if together.str.fullmatch(_PLAIN_INTEGER.pattern).all():
+    if together.str.fullmatch(_PLAIN_INTEGER.pattern).all() and _fit_int64(together.unique()):
         return [column.astype("int64") for column in columns]
     return [column.astype(str) for column in columns]
 
 
+def _fit_int64(texts) -> bool:
+    return all(INT64[0] <= int(text) <= INT64[1] for text in texts)
+
+
 def _numbers(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
-    """A finite number per line, or an error naming the lines that are not."""
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = ~np.isfinite(values.astype("float64"))  # text (NaN after coercion), inf and -inf
+    """A finite number per line, or an error naming the lines that are not (integers beyond 64 bits included:
+    they would turn the column into floats, which cannot tell nanosecond timestamps apart)."""
+    texts = frame[column]
+    plain = texts.str.fullmatch(_PLAIN_INTEGER.pattern)
+    too_big = plain & ~texts.where(plain, "0").map(lambda text: _fit_int64([text]))
+    values = pd.to_numeric(texts.where(~too_big), errors="coerce")
+    bad = ~np.isfinite(values.astype("float64"))  # text (NaN after coercion), inf and -inf, too big
     shown = frame.loc[bad].drop(columns=LINE)
     raise_for_bad_lines(
         path,
         [(int(n), "\t".join(row)) for n, row in zip(frame.loc[bad, LINE], shown.values.tolist(), strict=True)],
-        f"a finite, numeric {column}",
+        f"a finite, numeric {column} (integers within 64 bits)",
         FIX_HINT,
     )
     return values
+
+
+def _refuse_mixed_units(interactions: pd.DataFrame, lines: pd.Series, path: Path) -> None:
+    """Refuse users whose Unix-like timestamps differ more than 100-fold: seconds beside milliseconds, which
+    sorting would silently reorder (the test item would become an early event)."""
+    stamps = interactions[TIMESTAMP].astype("float64")
+    unix_like = interactions[USER].where(stamps >= UNIX_LIKE).dropna().unique()
+    frame = interactions.assign(_stamp=stamps, _line=lines.to_numpy())
+    frame = frame[frame[USER].isin(unix_like) & (frame["_stamp"] > 0)]
+    if frame.empty:
+        return
+    grouped = frame.groupby(USER)["_stamp"]
+    ratio = grouped.max() / grouped.min()
+    mixed = ratio[ratio > MIXED_UNITS_RATIO].index
+    if not len(mixed):
+        return
+    shown = []
+    for user in list(mixed)[:3]:
+        rows = frame[frame[USER] == user].sort_values("_stamp")
+        low, high = rows.iloc[0], rows.iloc[-1]
+        shown.append(f"  user {user}: line {int(low['_line'])} has {low[TIMESTAMP]}, line {int(high['_line'])} "
+                     f"has {high[TIMESTAMP]}")  # fmt: skip
+    raise DataFormatError(
+        f"{path}: the timestamps of {len(mixed):,} user(s) differ more than {MIXED_UNITS_RATIO:.0f}-fold, which "
+        "looks like two units mixed (seconds and milliseconds); sorted as they are, those histories would be "
+        "reordered.\n" + "\n".join(shown) + "\nWrite every timestamp in one unit (e.g. divide milliseconds by 1000)."
+    )
 
 
 def _one_title_per_item(items: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -192,13 +272,14 @@ def _handle_missing_titles(
 
 def interactions_file(folder: Path) -> Path:
     """The one interactions file in ``folder``; both or neither of .tsv and .tsv.gz is an error."""
-    present = [p for p in (folder / "interactions.tsv", folder / "interactions.tsv.gz") if p.exists()]
+    # a broken link counts as present: check_input_file then says what it points to
+    present = [p for p in (folder / "interactions.tsv", folder / "interactions.tsv.gz") if p.exists() or p.is_symlink()]
     if len(present) == 2:
         raise DataFormatError(
             f"{folder} holds both interactions.tsv and interactions.tsv.gz; which one is meant is unclear. "
             "Remove or rename one of them."
         )
-    if not present or not (folder / "items.tsv").exists():
+    if not present or not ((folder / "items.tsv").exists() or (folder / "items.tsv").is_symlink()):
         raise FileNotFoundError(
             f"DATASET='custom' needs interactions.tsv (or .tsv.gz) and items.tsv in {folder}; "
             "see data/README.md for the columns."
@@ -214,6 +295,7 @@ def load_custom(folder: str | Path, missing_titles: str = "placeholder") -> RawD
     interactions_path, items_path = interactions_file(folder), folder / "items.tsv"
     raw = read_tsv(interactions_path, INTERACTION_COLUMNS)
     item_table = read_tsv(items_path, ITEM_COLUMNS)
+    item_table["title"] = normalise_titles(item_table["title"], items_path)  # empty afterwards: missing
     if "genres" not in item_table.columns:
         item_table["genres"] = ""
 
@@ -222,6 +304,7 @@ def load_custom(folder: str | Path, missing_titles: str = "placeholder") -> RawD
     interactions = pd.DataFrame(
         {USER: users, ITEM: interaction_items, TIMESTAMP: _numbers(raw, "timestamp", interactions_path)}
     )
+    _refuse_mixed_units(interactions, raw[LINE], interactions_path)
     if "rating" in raw.columns:  # optional: only notebook 01's description of the data reads it
         interactions[RATING] = _numbers(raw, "rating", interactions_path)
 
@@ -232,4 +315,6 @@ def load_custom(folder: str | Path, missing_titles: str = "placeholder") -> RawD
     interactions, items = _handle_missing_titles(interactions, items, missing_titles, interactions_path)
     items = items.reset_index(drop=True)
     items[ATTRIBUTES] = split_attributes(items.pop("genres"))
-    return RawDataset(name="custom", interactions=interactions, items=items[[ITEM, TITLE, ATTRIBUTES]])
+    return RawDataset(
+        name="custom", interactions=interactions, items=items[[ITEM, TITLE, ATTRIBUTES]], source=str(interactions_path)
+    )

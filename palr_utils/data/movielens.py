@@ -68,7 +68,7 @@ def load_movielens(folder: str | Path, name: str = "ml-1m") -> RawDataset:
     users = None
     if (folder / "users.dat").exists():
         users = read_dat(folder / "users.dat", USERS_COLUMNS, [USER, "age", "occupation"])
-    return RawDataset(name=name, interactions=ratings, items=movies, users=users)
+    return RawDataset(name=name, interactions=ratings, items=movies, users=users, source=str(folder / "ratings.dat"))
 
 
 def find_movielens_folder(data_dir: str | Path) -> Path | None:

@@ -44,14 +44,15 @@ def drop_duplicate_pairs(interactions: pd.DataFrame) -> pd.DataFrame:
     return interactions.drop_duplicates([USER, ITEM], keep="first").reset_index(drop=True)
 
 
-def k_core(interactions: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+def k_core(interactions: pd.DataFrame, k: int = 5, source: str = "the data") -> pd.DataFrame:
     """Iteratively drop users and items with fewer than ``k`` interactions.
 
     Removing a sparse item can push a user below ``k`` and vice versa, so we
-    repeat until a pass removes nothing.
+    repeat until a pass removes nothing. When nothing is left, the error shows each round's counts.
     """
-    frame = interactions
+    frame, rounds = interactions, []
     while True:
+        rounds.append((frame[USER].nunique(), frame[ITEM].nunique(), len(frame)))
         user_counts = frame[USER].map(frame[USER].value_counts())
         item_counts = frame[ITEM].map(frame[ITEM].value_counts())
         keep = (user_counts >= k) & (item_counts >= k)
@@ -59,7 +60,13 @@ def k_core(interactions: pd.DataFrame, k: int = 5) -> pd.DataFrame:
             return frame.reset_index(drop=True)
         frame = frame[keep]
         if frame.empty:
-            raise DataFormatError(f"no interactions survive the {k}-core filter; the data set is too sparse")
+            steps = "\n".join(f"  {'before' if r == 0 else f'after round {r}'}: {u:,} users, {i:,} items, "
+                              f"{n:,} interactions" for r, (u, i, n) in enumerate(rounds))  # fmt: skip
+            raise DataFormatError(
+                f"{source}: no interactions survive the {k}-core filter (every user and item needs at least {k}):\n"
+                f"{steps}\n  after round {len(rounds)}: nothing.\nUse a smaller k (the preset's min_interactions, "
+                "at least 3 for leave-one-out), or more data: more users per item and items per user."
+            )
 
 
 def build_id_map(raw_ids: pd.Series) -> pd.Series:
@@ -106,7 +113,7 @@ def preprocess(raw: RawDataset, min_interactions: int = 5) -> ProcessedDataset:
     """Run the whole PALR preprocessing on a parsed data set."""
     frame = sort_chronologically(to_implicit(raw.interactions))
     frame = drop_duplicate_pairs(frame)
-    frame = k_core(frame, min_interactions)
+    frame = k_core(frame, min_interactions, raw.source or raw.name)
     if min_interactions < 3 and frame.groupby(USER).size().min() < 3:
         raise DataFormatError("leave-one-out needs at least 3 interactions per user")
 

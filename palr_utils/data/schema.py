@@ -7,6 +7,7 @@ line numbers instead of being dropped silently.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from palr_utils.constants import ATTRIBUTES, ITEM, TIMESTAMP, TITLE, USER
+from palr_utils.titles import normalise_title
 
 
 class DataFormatError(ValueError):
@@ -31,6 +33,7 @@ class RawDataset:
     interactions: pd.DataFrame
     items: pd.DataFrame
     users: pd.DataFrame | None = None
+    source: str = ""  # the file the interactions came from, for messages
 
     def __post_init__(self) -> None:
         for frame, columns, what in (
@@ -64,3 +67,19 @@ def raise_for_bad_lines(
 def split_attributes(values: pd.Series, separator: str = "|") -> pd.Series:
     """'Action|Comedy' -> ['Action', 'Comedy']; missing or empty -> []."""
     return values.fillna("").astype(str).map(lambda text: [v for v in text.split(separator) if v])
+
+
+def normalise_titles(titles: pd.Series, source: str | Path) -> pd.Series:
+    """Titles with control characters and line separators as spaces (:func:`palr_utils.titles.normalise_title`);
+    a warning says how many changed. A title that is empty afterwards counts as missing."""
+    cleaned = titles.fillna("").astype(str).map(normalise_title)
+    changed = cleaned != titles.fillna("").astype(str).str.strip()
+    if changed.any():
+        examples = [repr(t[:40]) for t in titles[changed].head(3)]
+        warnings.warn(
+            f"{source}: {int(changed.sum()):,} title(s) held control characters, line separators or runs of spaces "
+            f"(e.g. {', '.join(examples)}); they were replaced by single spaces, since they would split a prompt's "
+            "lines.",
+            stacklevel=3,
+        )
+    return cleaned

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from palr_utils.constants import VALID
 from palr_utils.devices import bf16_autocast, cpu_supports_bf16, resolve_device
-from palr_utils.io import StaleArtifactError, atomic_path, progress_bars_disabled, write_json
+from palr_utils.io import StaleArtifactError, atomic_path, describe_error, progress_bars_disabled, write_json
 from palr_utils.retrieval.base import Retriever
 from palr_utils.retrieval.sequences import SequenceData
 
@@ -155,7 +155,7 @@ def _move_damaged(folder: Path, error: Exception) -> None:
     aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     folder.rename(aside)
     warnings.warn(
-        f"The checkpoint in {folder} cannot be read ({type(error).__name__}: {str(error)[:200]}); it was written "
+        f"The checkpoint in {folder} cannot be read ({describe_error(error)}); it was written "
         f"by something other than a finished save (a full disk, a copy cut short). Moved it to {aside.name} and "
         "training from the start.",
         stacklevel=3,
