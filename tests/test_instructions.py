@@ -14,11 +14,11 @@ from palr_utils.instructions import (
     enrich_targets,
     keywords_without_answers,
     profile_history,
-    shorten,
     swap_history_and_label,
 )
 from palr_utils.retrieval import SequenceData
 from palr_utils.sampling import finetune_users
+from palr_utils.titles import prompt_titles, shorten
 
 
 def _hand_made() -> SequenceData:
@@ -148,14 +148,13 @@ def test_retrieval_answers_name_each_target_by_its_letter(synthetic):
 
 
 def test_recommend_answers_are_numbered_lists_that_the_evaluation_parser_reads_back(synthetic):
-    from palr_utils.instructions import shorten as cut
     from palr_utils.rerank import answer_lines
 
     processed, data = synthetic
     spec = InstructionSpec(n_targets=4, swap_probability=0)
     example = build_instruction_examples(data, processed.items, [3], spec, seed=5).iloc[0]
-    titles = processed.items.set_index(ITEM)[TITLE]
-    expected = [cut(titles[i], spec.max_title_chars) for i in example["label"]]
+    texts = prompt_titles(processed.items.sort_values(ITEM)[TITLE].tolist(), spec.max_title_chars)
+    expected = [texts[i] for i in example["label"]]
     assert example["completion"].splitlines()[0] == f"1. {expected[0]}"  # one certain first token: "1"
     assert [title for _, title in answer_lines(example["completion"])] == expected
     assert "as a numbered list" in example["prompt"]
