@@ -1,0 +1,99 @@
+"""One setting of a preset changed for one run, without editing code: the ``OVERRIDES`` parameter.
+
+``OVERRIDES = "sasrec_training.max_minutes=20 finetune.lora_r=16 llm.name=huggyllama/llama-7b"``: space-separated
+``dotted.key=value`` pairs (nanoGPT's ``--key=value``, RecBole's "command line over file"). Values are JSON
+(``20``, ``0.5``, ``true``, ``null``, ``["q_proj", "v_proj"]``) or, for a text setting, plain text. Parsing is
+strict: an unknown key or a value of the wrong type is refused by name, with the keys or the type it takes.
+Each pair is applied with :func:`dataclasses.replace`, so the changed settings reach every artifact identity
+that records them, and a cache made with other settings is refused as usual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import shlex
+import types
+import typing
+from collections.abc import Sequence
+
+
+class OverrideError(ValueError):
+    """An OVERRIDES pair that names no setting, or gives it a value of the wrong type."""
+
+
+def parse_overrides(text: str) -> tuple[tuple[str, object], ...]:
+    """``"a.b=1 c=x"`` -> ``(("a.b", 1), ("c", "x"))``: JSON values where they parse, else the text itself."""
+    pairs = []
+    for token in shlex.split(text or ""):
+        key, sep, value = token.partition("=")
+        if not sep or not key:
+            raise OverrideError(f"OVERRIDES: {token!r} is not key=value (e.g. sasrec_training.max_minutes=20)")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value  # plain text: a model name, a schedule
+        pairs.append((key.strip(), parsed))
+    return tuple(pairs)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, object]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(key: str, value: object, hint: object) -> object:
+    """``value`` as the type ``hint`` names, or an :class:`OverrideError` saying what it takes."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(key, value, option)
+            except OverrideError as error:
+                errors.append(str(error))
+        raise OverrideError(errors[0] if errors else f"OVERRIDES: {key} cannot be {value!r}")
+    if origin is tuple and isinstance(value, list):
+        item = args[0] if args else object
+        return tuple(_coerce(f"{key}[]", v, item) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return json.dumps(value)  # a text setting given digits: keep them as written
+    if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    expected = getattr(hint, "__name__", str(hint))
+    raise OverrideError(f"OVERRIDES: {key} takes {expected}, not {value!r} ({type(value).__name__})")
+
+
+def _replace(obj: object, path: Sequence[str], value: object, done: str = "") -> object:
+    name, rest = path[0], path[1:]
+    key = f"{done}.{name}" if done else name
+    fields = {f.name: f for f in dataclasses.fields(obj) if f.init}
+    if name not in fields:
+        raise OverrideError(f"OVERRIDES: {type(obj).__name__} has no setting {key!r}; it has {sorted(fields)}")
+    current, hint = getattr(obj, name), _hints(type(obj))[name]
+    if rest:
+        if not dataclasses.is_dataclass(current):
+            raise OverrideError(f"OVERRIDES: {key} is a single setting ({type(current).__name__}), not a group")
+        return dataclasses.replace(obj, **{name: _replace(current, rest, value, key)})
+    if dataclasses.is_dataclass(current) or isinstance(current, dict):
+        inner = sorted(f.name for f in dataclasses.fields(current)) if dataclasses.is_dataclass(current) else []
+        raise OverrideError(f"OVERRIDES: {key} is a group of settings; name one of them ({inner}), e.g. {key}.X=...")
+    return dataclasses.replace(obj, **{name: _coerce(key, value, hint)})
+
+
+def apply_overrides(settings: object, pairs: Sequence[tuple[str, object]]) -> object:
+    """A copy of the frozen dataclass ``settings`` with each ``(dotted key, value)`` pair applied in order."""
+    for key, value in pairs:
+        settings = _replace(settings, key.split("."), value)
+    return settings
+
+
+def format_overrides(pairs: Sequence[tuple[str, object]]) -> str:
+    """The pairs as one OVERRIDES string (what a record shows, and what reproduces the run)."""
+    return " ".join(shlex.quote(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+                    for key, value in pairs)  # fmt: skip
