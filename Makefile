@@ -2,6 +2,7 @@
 #   make tutorial                      # cpu preset on MovieLens-1M (downloads it once)
 #   make tutorial PROFILE=tiny         # synthetic data, offline, a few minutes
 #   make tutorial PROFILE=cpu DATASET=custom DATA_DIR=../shared/data/ml-1m
+#   make tutorial PROFILE=tiny OVERRIDES="sasrec_training.max_minutes=2"   # one setting changed for one run
 #   make test                          # the test suite (offline)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -16,6 +17,8 @@ ARTIFACT_DIR ?=
 SEED ?= 42
 MISSING_TITLES ?= placeholder
 START_AT ?=
+# Single settings of the preset changed for one run, e.g. OVERRIDES="sasrec_training.max_minutes=20 finetune.lora_r=16"
+OVERRIDES ?=
 # Optional: a PyTorch wheel index, e.g. the CPU-only one for a laptop without a GPU (see README).
 TORCH_INDEX ?=
 
@@ -36,7 +39,7 @@ $(STAMP): pyproject.toml Makefile
 tutorial: setup
 	$(BIN)/python -m palr_utils.runner --profile "$(PROFILE)" --dataset "$(DATASET)" \
 		--data-dir "$(DATA_DIR)" --artifact-dir "$(ARTIFACT_DIR)" --seed "$(SEED)" \
-		--missing-titles "$(MISSING_TITLES)" $(if $(START_AT),--start-at "$(START_AT)",)
+		--missing-titles "$(MISSING_TITLES)" $(if $(START_AT),--start-at "$(START_AT)",) --overrides '$(OVERRIDES)'
 
 # The executed notebooks of the recorded cpu runs (benchmarks/pipeline_ml1m.py), outputs kept, into lessons/
 lessons: setup

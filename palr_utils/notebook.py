@@ -74,11 +74,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_notebook(preset: str, dataset: str, data_dir: str, artifact_dir: str, seed: object) -> RunConfig:
+def setup_notebook(
+    preset: str, dataset: str, data_dir: str, artifact_dir: str, seed: object, overrides: str = ""
+) -> RunConfig:
     """Resolve a notebook's parameters cell into a config, seed everything and print the plan."""
     import seaborn as sns
 
-    config = resolve_config(preset, dataset, data_dir, artifact_dir, seed)
+    config = resolve_config(preset, dataset, data_dir, artifact_dir, seed, overrides)
     seed_everything(config.seed)
     sns.set_theme(style="whitegrid", context="notebook")
     prepare_artifact_dir(config.artifact_dir)
@@ -88,4 +90,6 @@ def setup_notebook(preset: str, dataset: str, data_dir: str, artifact_dir: str, 
     print(f"data dir  : {config.data_dir}")
     print(f"artifacts : {config.artifact_dir}")
     print(f"seed      : {config.seed}")
+    if config.overrides:
+        print(f"overrides : {config.overrides}")
     return config

@@ -2,7 +2,8 @@
 
 ``OVERRIDES = "sasrec_training.max_minutes=20 finetune.lora_r=16 llm.name=huggyllama/llama-7b"``: space-separated
 ``dotted.key=value`` pairs (nanoGPT's ``--key=value``, RecBole's "command line over file"). Values are JSON
-(``20``, ``0.5``, ``true``, ``null``, ``["q_proj", "v_proj"]``) or, for a text setting, plain text. Parsing is
+(``20``, ``0.5``, ``true``, ``null``, ``["q_proj","v_proj"]``) or plain text: a text setting takes it as it is,
+a list setting as comma-separated items (``finetune.target_modules=q_proj,v_proj``); no value holds a space. Parsing is
 strict: an unknown key or a value of the wrong type is refused by name, with the keys or the type it takes.
 Each pair is applied with :func:`dataclasses.replace`, so the changed settings reach every artifact identity
 that records them, and a cache made with other settings is refused as usual.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import shlex
 import types
 import typing
 from collections.abc import Sequence
@@ -26,7 +26,7 @@ class OverrideError(ValueError):
 def parse_overrides(text: str) -> tuple[tuple[str, object], ...]:
     """``"a.b=1 c=x"`` -> ``(("a.b", 1), ("c", "x"))``: JSON values where they parse, else the text itself."""
     pairs = []
-    for token in shlex.split(text or ""):
+    for token in (text or "").split():
         key, sep, value = token.partition("=")
         if not sep or not key:
             raise OverrideError(f"OVERRIDES: {token!r} is not key=value (e.g. sasrec_training.max_minutes=20)")
@@ -56,7 +56,8 @@ def _coerce(key: str, value: object, hint: object) -> object:
             except OverrideError as error:
                 errors.append(str(error))
         raise OverrideError(errors[0] if errors else f"OVERRIDES: {key} cannot be {value!r}")
-    if origin is tuple and isinstance(value, list):
+    if origin is tuple and isinstance(value, (list, str)):
+        value = [v for v in value.split(",") if v] if isinstance(value, str) else value
         item = args[0] if args else object
         return tuple(_coerce(f"{key}[]", v, item) for v in value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -95,5 +96,5 @@ def apply_overrides(settings: object, pairs: Sequence[tuple[str, object]]) -> ob
 
 def format_overrides(pairs: Sequence[tuple[str, object]]) -> str:
     """The pairs as one OVERRIDES string (what a record shows, and what reproduces the run)."""
-    return " ".join(shlex.quote(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+    return " ".join(f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
                     for key, value in pairs)  # fmt: skip

@@ -20,6 +20,7 @@ from palr_utils.data.synthetic import SyntheticSpec
 from palr_utils.finetune import FinetuneSpec
 from palr_utils.instructions import InstructionSpec
 from palr_utils.llm import PAPER_MODEL, LLMSpec
+from palr_utils.overrides import OverrideError, apply_overrides, format_overrides, parse_overrides
 from palr_utils.paths import project_root
 from palr_utils.retrieval.sasrec import SASRecConfig
 from palr_utils.retrieval.training import TrainingConfig
@@ -69,6 +70,9 @@ class RunPreset:
     # value}}. Amazon histories are short and sparse (Beauty: median 6 items, MovieLens-1M: 96), and what
     # suits MovieLens overfits there. Applied by :meth:`for_data` once notebook 01 has recognised the data.
     dataset_overrides: dict[str, dict[str, object]] = field(default_factory=dict, compare=False, repr=False)
+    # this run's OVERRIDES, as (dotted key, value) pairs (palr_utils.overrides): applied last, also after
+    # ``for_data``, so that a user's setting wins over a data set's
+    overrides: tuple[tuple[str, object], ...] = ()
 
     @property
     def rerank_candidates(self) -> int:
@@ -80,7 +84,25 @@ class RunPreset:
         """This preset with the overrides of the data set that notebook 01 recognised (``processed.info``).
         An override's training settings take this preset's seed (the run's SEED), not their default."""
         changes = self.dataset_overrides.get(info.get("paper_dataset") or "", {})
-        return dataclasses.replace(self, **changes).with_seed(self.sasrec_training.seed) if changes else self
+        if not changes:
+            return self
+        for_this_data = dataclasses.replace(self, **changes).with_seed(self.sasrec_training.seed)
+        return apply_overrides(for_this_data, self.overrides)
+
+    def with_overrides(self, overrides: str) -> RunPreset:
+        """This preset with an OVERRIDES string applied (``"sasrec_training.max_minutes=20 finetune.lora_r=16"``);
+        an unknown key or a value of the wrong type raises :class:`~palr_utils.overrides.OverrideError`."""
+        pairs = parse_overrides(overrides)
+        for key, _ in pairs:
+            if key.split(".")[0] in ("overrides", "dataset_overrides", "name") or key.endswith(".seed"):
+                raise OverrideError(
+                    f"OVERRIDES: {key} cannot be overridden (use SEED for the seed, PROFILE for the preset)"
+                )
+        return dataclasses.replace(apply_overrides(self, pairs), overrides=self.overrides + pairs)
+
+    @property
+    def overrides_text(self) -> str:
+        return format_overrides(self.overrides)
 
     def baseline_settings(self, name: str) -> TrainingConfig:
         """How the baseline called ``name`` (``bpr_mf``, ``ncf``, ``gru4rec``, ``caser``) is trained."""
@@ -239,6 +261,15 @@ class RunConfig:
     def metrics_dir(self) -> Path:
         return self.artifact_dir / METRICS_DIR
 
+    @property
+    def overrides(self) -> str:
+        """The OVERRIDES this run applied to its preset ("" for none)."""
+        return self.preset.overrides_text
+
+    def record(self) -> dict[str, str]:
+        """What each notebook's metrics record about the run's settings beside its numbers."""
+        return {"profile": self.preset.name, "overrides": self.overrides}
+
 
 def _resolve_path(value: str | Path | None, default: Path) -> Path:
     if value is None or str(value) == "":
@@ -273,12 +304,14 @@ def resolve_config(
     data_dir: str | Path | None = None,
     artifact_dir: str | Path | None = None,
     seed: object = 42,
+    overrides: str = "",
 ) -> RunConfig:
     """Turn a notebook's ``parameters`` cell into a :class:`RunConfig`.
 
     ``preset`` is the ``PROFILE`` parameter: tiny, cpu or paper. Empty strings mean "the default": the preset's
     data set, ``data/`` as the download cache and
-    ``artifacts/<PROFILE>/<DATASET>/`` for outputs (``<folder>-custom`` for ``DATASET=custom``).
+    ``artifacts/<PROFILE>/<DATASET>/`` for outputs (``<folder>-custom`` for ``DATASET=custom``). ``overrides``
+    (the OVERRIDES parameter) changes single settings of the preset for this run (palr_utils.overrides).
     """
     run_preset = get_preset(preset)
     dataset = dataset or run_preset.default_dataset
@@ -290,7 +323,8 @@ def resolve_config(
     resolved_data_dir = _resolve_path(data_dir, root / "data")
     seed = parse_seed(seed)
     return RunConfig(
-        preset=run_preset.with_seed(seed),  # one SEED drives every random choice, the retrievers' training too
+        # one SEED drives every random choice, the retrievers' training too; OVERRIDES come last
+        preset=run_preset.with_seed(seed).with_overrides(overrides),
         dataset=dataset,
         data_dir=resolved_data_dir,
         artifact_dir=_resolve_path(artifact_dir, default_artifact_dir(preset, dataset, resolved_data_dir)),

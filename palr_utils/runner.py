@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from papermill.exceptions import PapermillExecutionError
 from palr_utils.constants import NOTEBOOKS
 from palr_utils.data.custom import MISSING_TITLE_POLICIES
 from palr_utils.io import ArtifactDirError, headline, prepare_artifact_dir, read_metrics
+from palr_utils.overrides import OverrideError
 from palr_utils.paths import project_root
 from palr_utils.presets import parse_seed, resolve_config
 
@@ -85,20 +87,23 @@ def run_notebooks(
     missing_titles: str = "placeholder",
     start_at: str | None = None,
     progress: bool = False,
+    overrides: str = "",
 ) -> Path:
     """Run each notebook with the same parameters; executed copies go to ``ARTIFACT_DIR/executed``.
 
     Returns the artifact directory. ``start_at`` (a notebook's name) skips the ones before it, whose results
     are on disk. A failing notebook raises :class:`NotebookFailed` (its executed copy and a log of the full
-    traceback are kept). ``progress`` shows papermill's cell counter.
+    traceback are kept). ``progress`` shows papermill's cell counter. ``overrides`` (OVERRIDES) reaches every
+    notebook, and is checked here first: a misspelt key stops the run before any notebook starts.
     """
-    config = resolve_config(profile, dataset, data_dir, artifact_dir, seed)
+    config = resolve_config(profile, dataset, data_dir, artifact_dir, seed, overrides)
     parameters = {
         "PROFILE": profile,
         "DATASET": config.dataset,
         "DATA_DIR": str(config.data_dir),
         "ARTIFACT_DIR": str(config.artifact_dir),
         "SEED": config.seed,
+        "OVERRIDES": overrides,
     }
     executed_dir = prepare_artifact_dir(config.artifact_dir) / "executed"
     executed_dir.mkdir(exist_ok=True)
@@ -125,6 +130,7 @@ def run_notebooks(
             resume = (
                 f"make tutorial PROFILE={profile} DATASET={config.dataset} DATA_DIR={config.data_dir} "
                 f"ARTIFACT_DIR={config.artifact_dir} SEED={config.seed} START_AT={notebook.stem}"
+                + (f" OVERRIDES={shlex.quote(overrides)}" if overrides else "")  # quoted for the shell
             )
             raise NotebookFailed(_failure_summary(error, notebook, executed, log, resume)) from None
         minutes = (time.perf_counter() - started) / 60
@@ -148,17 +154,20 @@ def main() -> None:
         help="custom data: what to do with items that have no title",
     )  # fmt: skip
     parser.add_argument("--start-at", default=None, choices=list(NOTEBOOKS), help="skip the notebooks before this one")
+    parser.add_argument(
+        "--overrides", default="", help='single settings changed, e.g. "sasrec_training.max_minutes=20"'
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     try:
         out = run_notebooks(
             args.profile, args.dataset, args.data_dir, args.artifact_dir, args.seed,
-            missing_titles=args.missing_titles, start_at=args.start_at, progress=True,
+            missing_titles=args.missing_titles, start_at=args.start_at, progress=True, overrides=args.overrides,
         )  # fmt: skip
     except NotebookFailed as failure:
         print(f"\nFAILED: {failure}", file=sys.stderr)
         sys.exit(1)
-    except ArtifactDirError as error:
+    except (ArtifactDirError, OverrideError) as error:
         print(f"\nCannot start: {error}", file=sys.stderr)
         sys.exit(1)
     print(f"\nDone in {(time.perf_counter() - started) / 60:.1f} min.")

@@ -62,7 +62,23 @@ def test_01_preprocessing_counts_are_exact(tiny_run):
         "n_users": 382,
         "n_items": 293,
         "n_interactions": 7820,
+        "profile": "tiny",
+        "overrides": "",
     }
+
+
+def test_every_notebook_records_the_preset_and_its_overrides(tiny_run):
+    for stem in NOTEBOOKS:
+        metrics = read_metrics(tiny_run, stem)
+        assert (metrics["profile"], metrics["overrides"]) == ("tiny", ""), stem
+
+
+def test_overrides_reach_the_notebook_and_its_record(tmp_path):
+    """OVERRIDES changes one setting for one run: notebook 01's 5-core becomes a 6-core, and its record says so."""
+    run_notebooks("tiny", data_dir=str(tmp_path / "data"), artifact_dir=str(tmp_path / "out"),
+                  notebooks=present_notebooks()[:1], overrides="min_interactions=6")  # fmt: skip
+    metrics = read_metrics(tmp_path / "out", "01_preprocessing")
+    assert metrics["overrides"] == "min_interactions=6" and metrics["n_users"] < 382
 
 
 def test_03_retrieval_metrics_and_sasrec_beats_popularity(tiny_run):
@@ -79,6 +95,11 @@ def test_03_retrieval_metrics_and_sasrec_beats_popularity(tiny_run):
     assert (tiny_run / "candidates.parquet").exists() and (tiny_run / "rank_candidates.parquet").exists()
     for key in ("one_step_back_recall@rerank", "own_training_answer_rate@rerank"):
         assert 0.0 <= metrics[key] <= 1.0, key
+    for model in (*models[1:], "sasrec_one_step_back"):  # how every training ended is recorded, and printed
+        assert metrics[f"{model}_stop_reason"] in ("patience", "budget", "epochs"), model
+        assert 1 <= metrics[f"{model}_best_epoch"] <= metrics[f"{model}_epochs_run"], model
+    executed = (tiny_run / "executed" / "03_sasrec_retrieval.ipynb").read_text()
+    assert "SASRec: stopped early at epoch" in executed or "SASRec: ran all" in executed
 
 
 def test_02_profiles_written_by_the_real_model(tiny_run):
@@ -138,6 +159,11 @@ def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):
     for key in ("palr_v2_parse_rate", "palr_v2_hallucination_rate", "palr_v2_seen_rate", "palr_v1_seen_rate"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["palr_v2_seconds_per_user"] > 0 and metrics["palr_v2_fast_seconds_per_user"] > 0
+    # the lesson ends with its verdict, computed: a table and the sentence that answers its title's question
+    assert metrics["verdict"].startswith(("Yes: ", "No: ", "Not shown: "))
+    notebook = json.loads((tiny_run / "executed" / "05_evaluation.ipynb").read_text())
+    printed = "".join("".join(out.get("text", "")) for cell in notebook["cells"] for out in cell.get("outputs", []))
+    assert metrics["verdict"] in printed and "validation chose weight" in printed  # and the fusion sentence
     import pandas as pd
 
     records = pd.read_json(tiny_run / "rerank" / "palr_v2.jsonl", lines=True)

@@ -262,6 +262,7 @@ def train(
             state["stale"] += 1
         # "finished" means stopped for good (no progress, or out of time); more epochs can resume a run
         state["finished"] = state["stale"] >= config.patience or out_of_time
+        state["stop_reason"] = "patience" if state["stale"] >= config.patience else "budget" if out_of_time else None
         if progress:
             print(f"{model.name} epoch {epoch}: loss {row['loss']:.4f}, val NDCG@10 {row['val_ndcg@10']:.4f}"
                   f"{' (best)' if is_best else ''}", flush=True)  # fmt: skip
@@ -277,4 +278,7 @@ def train(
     model.eval()
     model.train_seconds = state["seconds"]
     model.best_epoch = state["best_epoch"]
+    model.epochs_run = state["epoch"]
+    # why training ended: "patience", "budget" or "epochs" (None: not finished, e.g. stopped mid-epoch by a kill)
+    model.stop_reason = state.get("stop_reason") or ("epochs" if state["epoch"] >= config.epochs else None)
     return pd.DataFrame(state["history"])
