@@ -80,3 +80,18 @@ def test_interacted_items_without_a_title_are_an_error():
     )
     with pytest.raises(DataFormatError, match="no title"):
         preprocess(raw)
+
+
+def test_a_sample_of_users_keeps_all_their_interactions_and_is_seeded(frame_of):
+    from palr_utils.data.preprocessing import sample_users
+
+    rows = [(u, f"i{t}", t) for u in range(10) for t in range(4)]
+    raw = RawDataset("toy", frame_of(rows), pd.DataFrame({ITEM: [f"i{t}" for t in range(4)], TITLE: list("abcd"),
+                                                           "attributes": [[]] * 4}))  # fmt: skip
+    sample = sample_users(raw, 3, seed=7)
+    assert sample.interactions[USER].nunique() == 3 and len(sample.interactions) == 12  # whole histories
+    assert sample.interactions.equals(sample_users(raw, 3, seed=7).interactions)  # the same sample again
+    assert not sample.interactions.equals(sample_users(raw, 3, seed=8).interactions)
+    assert sample_users(raw, None, seed=7) is raw and sample_users(raw, 50, seed=7) is raw
+    with pytest.raises(ValueError, match="at least 1"):
+        sample_users(raw, 0, seed=7)
