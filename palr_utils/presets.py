@@ -34,6 +34,9 @@ class RunPreset:
     description: str
     default_dataset: str
     min_interactions: int = 5  # the paper's 5-core filter
+    # a seeded sample of this many users, drawn in notebook 01 before the 5-core filter (None: every user), so
+    # that a lesson on a large data set of one's own runs in minutes: OVERRIDES="max_users=500"
+    max_users: int | None = None
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     sasrec_training: TrainingConfig = field(default_factory=TrainingConfig)

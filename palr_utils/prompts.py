@@ -31,6 +31,11 @@ _HISTORY_WORDS = {domain: (history, noun, verb) for domain, (verb, noun, history
 CANDIDATE_LABELS = [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
 
 
+def history_lines(titles: Sequence[str]) -> list[str]:
+    """A history as the prompts show it: one "- title" line per item, oldest first."""
+    return [f"- {t}" for t in titles]
+
+
 def describe_item(title: str, attributes: Sequence[str] = ()) -> str:
     """'Toy Story (1995) [Animation, Comedy]'; just the title when there are no attributes."""
     return f"{title} [{', '.join(attributes)}]" if len(attributes) else title
@@ -93,7 +98,7 @@ def recommend_prompt(history_titles: Sequence[str], n: int, keywords: Sequence[s
     """The *Recommend* instruction."""
     noun_history, noun, verb = _HISTORY_WORDS[domain]
     lines = [f"The user's {noun_history} history, oldest first:"]
-    lines += [f"- {t}" for t in history_titles]
+    lines += history_lines(history_titles)
     if keywords:
         lines.append(f"The user's preferences: {', '.join(keywords)}.")
     lines.append(f"Recommend {n} other {noun} the user is likely to have {verb} next, as a numbered list.")
@@ -121,7 +126,7 @@ def _history_and_candidates(
     noun_history, noun, _ = _HISTORY_WORDS[domain]
     if len(candidate_titles) > len(CANDIDATE_LABELS):
         raise ValueError(f"at most {len(CANDIDATE_LABELS)} candidates can be labelled, not {len(candidate_titles)}")
-    lines = [f"The user's {noun_history} history, oldest first:", *(f"- {t}" for t in history_titles)]
+    lines = [f"The user's {noun_history} history, oldest first:", *history_lines(history_titles)]
     if keywords:
         lines.append(f"The user's preferences: {', '.join(keywords)}.")
     lines.append(f"Candidate {noun}:")
@@ -134,7 +139,7 @@ def rank_prompt(history_titles: Sequence[str], keywords: Sequence[str] = (), dom
     the instruction. The candidates are not listed here: each is appended after the prompt as its own
     :func:`rank_candidate` line, and reads the prompt but not the other candidates."""
     noun_history, noun, verb = _HISTORY_WORDS[domain]
-    lines = [f"The user's {noun_history} history, oldest first:", *(f"- {t}" for t in history_titles)]
+    lines = [f"The user's {noun_history} history, oldest first:", *history_lines(history_titles)]
     if keywords:
         lines.append(f"The user's preferences: {', '.join(keywords)}.")
     question = f"answer Yes if the user is likely to have {verb} it next, No otherwise."

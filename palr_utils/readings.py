@@ -138,9 +138,12 @@ def verdict_sentence(table: pd.DataFrame, retriever: str = "SASRec") -> str:
                 f"difference, [{signed(best['ci_low'])}, {signed(best['ci_high'])}], lies above zero.")  # fmt: skip
     best = table.sort_values("difference", ascending=False).iloc[0]
     name = table.sort_values("difference", ascending=False).index[0]
-    if best["verdict"].startswith("same"):
-        return (f"No: the closest LLM-based ranking, {name}, is {retriever}'s own ranking here "
-                f"({best['verdict']}): validation found no way for the LLM to help.")  # fmt: skip
+    if best["verdict"] == "same (weight 0)":
+        return (f"No: the closest LLM-based ranking, {name}, is {retriever}'s own ranking here: validation found "
+                "no weight at which the LLM helps.")  # fmt: skip
+    if best["verdict"] == "same":
+        return (f"No: the closest LLM-based ranking, {name}, ranks these test users exactly as {retriever} does: "
+                "the LLM's scores moved no held-out item.")  # fmt: skip
     if best["verdict"] == "unclear":
         return (f"Not shown: the best LLM-based ranking, {name}, differs from {retriever} by "
                 f"{signed(best['difference'])} NDCG@10, with an interval [{signed(best['ci_low'])}, "

@@ -22,7 +22,7 @@ from palr_utils.presets import get_preset
 from palr_utils.prompts import CANDIDATE_LABELS
 from palr_utils.runner import NOTEBOOKS, present_notebooks, run_notebooks
 
-pytestmark = [pytest.mark.slow, pytest.mark.notebooks]
+pytestmark = pytest.mark.notebooks
 
 
 def test_every_lesson_is_in_the_notebooks_folder():
@@ -62,6 +62,7 @@ def test_01_preprocessing_counts_are_exact(tiny_run):
         "n_users": 382,
         "n_items": 293,
         "n_interactions": 7820,
+        "max_users": 0,
         "profile": "tiny",
         "overrides": "",
     }
@@ -74,11 +75,12 @@ def test_every_notebook_records_the_preset_and_its_overrides(tiny_run):
 
 
 def test_overrides_reach_the_notebook_and_its_record(tmp_path):
-    """OVERRIDES changes one setting for one run: notebook 01's 5-core becomes a 6-core, and its record says so."""
+    """OVERRIDES changes settings for one run: a seeded sample of 100 users and a 6-core, and the record says so."""
     run_notebooks("tiny", data_dir=str(tmp_path / "data"), artifact_dir=str(tmp_path / "out"),
-                  notebooks=present_notebooks()[:1], overrides="min_interactions=6")  # fmt: skip
+                  notebooks=present_notebooks()[:1], overrides="max_users=100 min_interactions=6")  # fmt: skip
     metrics = read_metrics(tmp_path / "out", "01_preprocessing")
-    assert metrics["overrides"] == "min_interactions=6" and metrics["n_users"] < 382
+    assert metrics["overrides"] == "max_users=100 min_interactions=6" and metrics["max_users"] == 100
+    assert metrics["n_users"] <= 100
 
 
 def test_03_retrieval_metrics_and_sasrec_beats_popularity(tiny_run):

@@ -95,7 +95,13 @@ def test_the_verdict_sentence_for_a_gain():
 
 def test_the_verdict_sentence_when_validation_chose_weight_zero():
     table = readings.verdict_table(_metrics(0.0, 0.0, 0.0, fused=0.0572), METHODS)
-    assert readings.verdict_sentence(table).startswith("No: the closest LLM-based ranking, SASRec + PALR-rank, is")
+    sentence = readings.verdict_sentence(table)
+    assert sentence.startswith("No: the closest LLM-based ranking, SASRec + PALR-rank, is") and "no weight" in sentence
+
+
+def test_the_verdict_sentence_when_a_weight_was_chosen_but_no_test_list_changed():
+    table = readings.verdict_table(_metrics(0.0, 0.0, 0.1, fused=0.0572), METHODS)
+    assert "moved no held-out item" in readings.verdict_sentence(table)
 
 
 def test_the_verdict_sentence_when_the_interval_crosses_zero():

@@ -1,5 +1,6 @@
 """PALR's preprocessing, one small step per function.
 
+0. (optional) a seeded sample of users, for a lesson in minutes on a large data set;
 1. every rating becomes an implicit interaction;
 2. repeated user-item pairs keep their first (earliest) occurrence;
 3. each user's history is sorted by time (stable, so ties keep file order);
@@ -27,6 +28,18 @@ from palr_utils.constants import (
     VALID,
 )
 from palr_utils.data.schema import DataFormatError, RawDataset
+
+
+def sample_users(raw: RawDataset, max_users: int | None, seed: int) -> RawDataset:
+    """A seeded sample of ``max_users`` users with all their interactions (every user when None or more)."""
+    users = np.sort(raw.interactions[USER].unique())
+    if max_users is None or max_users >= len(users):
+        return raw
+    if max_users < 1:
+        raise ValueError(f"max_users must be at least 1 (or None for every user), not {max_users}")
+    chosen = np.random.default_rng([seed, 0]).choice(users, size=max_users, replace=False)
+    kept = raw.interactions[raw.interactions[USER].isin(chosen)].reset_index(drop=True)
+    return RawDataset(name=raw.name, interactions=kept, items=raw.items, users=raw.users, source=raw.source)
 
 
 def to_implicit(interactions: pd.DataFrame) -> pd.DataFrame:
