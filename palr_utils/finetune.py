@@ -104,6 +104,17 @@ def _is_longer(asked: dict, trained: dict) -> bool:
     )
 
 
+def _same_length_done(trained: dict, asked: dict, history: pd.DataFrame) -> bool:
+    """A finished run that trained all its steps or epochs, asked again with the same ones and only another time
+    budget: it has nothing left to train (training on would add a step beyond them)."""
+    same = trained["max_steps"] == asked["max_steps"] and trained["epochs"] == asked["epochs"]
+    if not same or history.empty:
+        return False
+    if asked["max_steps"] > 0:
+        return int(history["step"].max()) >= asked["max_steps"]
+    return float(history["epoch"].max()) >= asked["epochs"] - 1e-3
+
+
 def _training_clock(output_dir: Path, minutes: float | None = None, target: dict | None = None):
     """A transformers callback that keeps the training time and, with ``minutes``, ends training once it is spent.
 
@@ -319,7 +330,7 @@ def finetune(
     target = length_target(spec)
     if (finished := _finished_log(adapter)) is not None:
         trained = json.loads(finished.read_text()).get("target", target)
-        if trained == target:
+        if trained == target or _same_length_done(trained, target, _read_result(finished, adapter).history):
             return _read_result(finished, adapter)
         if not _is_longer(target, trained):
             raise StaleArtifactError(

@@ -82,6 +82,14 @@ def create_exclusive(path: str | Path, text: str) -> bool:
         return True
     except FileExistsError:
         return False
+    except OSError:  # no hard links here (exFAT, some network and cloud mounts): create-exclusive, then write
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        return True
     finally:
         os.unlink(tmp_name)
 

@@ -34,6 +34,8 @@ def data_source(config: RunConfig) -> dict:
         source["data_dir"] = str(config.data_dir)
     if config.dataset == "synthetic":
         source["seed"] = config.seed
+    if config.preset.max_users is not None:  # a seeded sample of users is other data than the whole set
+        source.update(max_users=config.preset.max_users, seed=config.seed)
     return source
 
 

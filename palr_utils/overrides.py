@@ -30,12 +30,15 @@ def parse_overrides(text: str) -> tuple[tuple[str, object], ...]:
         key, sep, value = token.partition("=")
         if not sep or not key:
             raise OverrideError(f"OVERRIDES: {token!r} is not key=value (e.g. sasrec_training.max_minutes=20)")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value  # plain text: a model name, a schedule
-        pairs.append((key.strip(), parsed))
+        pairs.append((key.strip(), _json_or_text(value)))
     return tuple(pairs)
+
+
+def _json_or_text(value: str) -> object:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value  # plain text: a model name, a schedule
 
 
 @functools.cache
@@ -57,7 +60,8 @@ def _coerce(key: str, value: object, hint: object) -> object:
                 errors.append(str(error))
         raise OverrideError(errors[0] if errors else f"OVERRIDES: {key} cannot be {value!r}")
     if origin is tuple and isinstance(value, (list, str)):
-        value = [v for v in value.split(",") if v] if isinstance(value, str) else value
+        if isinstance(value, str):  # "0,0.5,1" or "q_proj,v_proj": each item JSON where it parses
+            value = [_json_or_text(v) for v in value.split(",") if v]
         item = args[0] if args else object
         return tuple(_coerce(f"{key}[]", v, item) for v in value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

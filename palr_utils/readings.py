@@ -21,11 +21,11 @@ def signed(value: float, digits: int = 4) -> str:
 
 def trend(what: str, first: float, last: float, digits: int = 3) -> str:
     """'PALR_v2's loss fell from 1.070 to 0.980 (-8%)' / 'rose' / 'stayed about the same'."""
-    change = (last - first) / abs(first) if first else math.copysign(math.inf, last - first) if last != first else 0
-    if abs(change) < FLAT:
+    if first == last or (first and abs(last - first) / abs(first) < FLAT):
         return f"{what} stayed about the same ({first:.{digits}f} -> {last:.{digits}f})"
     verb = "fell" if last < first else "rose"
-    return f"{what} {verb} from {first:.{digits}f} to {last:.{digits}f} ({change:+.0%})"
+    change = f" ({(last - first) / abs(first):+.0%})" if first else ""
+    return f"{what} {verb} from {first:.{digits}f} to {last:.{digits}f}{change}"
 
 
 def how_much_more(what: str, value: float, reference: float, than: str) -> str:
@@ -62,12 +62,16 @@ def training_end(name: str, stop_reason: str | None, epochs_run: int, epochs: in
     """How one retriever's training ended: early stopping, its time budget, or all its epochs."""
     took = f"{seconds / 60:.1f} min"
     if stop_reason == "patience":
-        return (f"{name}: stopped early at epoch {epochs_run} of {epochs}, after {patience} evaluations without a "
-                f"better validation NDCG@10; best epoch {best_epoch} ({took})")  # fmt: skip
+        when = f"early at epoch {epochs_run} of {epochs}" if epochs_run < epochs else f"at its last epoch, {epochs}"
+        return (f"{name}: stopped {when}, after {patience} evaluations without a better validation NDCG@10; best "
+                f"epoch {best_epoch} ({took})")  # fmt: skip
     if stop_reason == "budget":
-        still = "still improving" if best_epoch >= epochs_run - 1 else f"best epoch {best_epoch}"
-        return (f"{name}: stopped by its {max_minutes:g}-minute budget at epoch {epochs_run} of {epochs}, "
-                f"{still} (best epoch {best_epoch}): more time might help")  # fmt: skip
+        if best_epoch >= epochs_run - 1:
+            how = "still improving: more time might help"
+        else:
+            how = f"no better since epoch {best_epoch}"
+        return (f"{name}: stopped by its {max_minutes:g}-minute budget at epoch {epochs_run} of {epochs}, best "
+                f"epoch {best_epoch}, {how}")  # fmt: skip
     if stop_reason == "epochs":
         return f"{name}: ran all {epochs} epochs; best epoch {best_epoch} ({took})"
     return f"{name}: training has not finished (epoch {epochs_run} of {epochs}); run the cell again to resume"
@@ -86,8 +90,9 @@ def finetune_end(name: str, epochs_done: float, epochs: float, max_steps: int, s
     if complete:
         return f"{name}: trained its {asked} ({epochs_done:.2f} epochs of its examples) in {took}"
     if max_minutes is not None and seconds >= 60 * max_minutes * 0.98:
-        return (f"{name}: stopped by its {max_minutes:g}-minute budget after {epochs_done:.0%} of an epoch "
-                f"({steps} steps, {took}), before the {asked} asked")  # fmt: skip
+        done = f"{epochs_done:.0%} of an epoch" if epochs_done < 1 else f"{epochs_done:.2f} epochs"
+        return (f"{name}: stopped by its {max_minutes:g}-minute budget after {done} ({steps} steps, {took}), "
+                f"before the {asked} asked")  # fmt: skip
     return f"{name}: trained {steps} steps ({epochs_done:.2f} epochs) of the {asked} asked, in {took}"
 
 
@@ -148,7 +153,11 @@ def verdict_sentence(table: pd.DataFrame, retriever: str = "SASRec") -> str:
         return (f"Not shown: the best LLM-based ranking, {name}, differs from {retriever} by "
                 f"{signed(best['difference'])} NDCG@10, with an interval [{signed(best['ci_low'])}, "
                 f"{signed(best['ci_high'])}] that includes zero: these users cannot tell them apart.")  # fmt: skip
-    return (f"No: every LLM-based ranking is below {retriever}; the closest, {name}, by "
+    if (table["verdict"] == "worse").all():
+        return (f"No: every LLM-based ranking is below {retriever}; the closest, {name}, by "
+                f"{signed(best['difference'])} NDCG@10 (interval [{signed(best['ci_low'])}, "
+                f"{signed(best['ci_high'])}]).")  # fmt: skip
+    return (f"No: no LLM-based ranking is shown to beat {retriever}; the one closest to it, {name}, is below it by "
             f"{signed(best['difference'])} NDCG@10 (interval [{signed(best['ci_low'])}, {signed(best['ci_high'])}]).")
 
 

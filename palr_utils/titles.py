@@ -138,7 +138,7 @@ def best_match(query: str, keys: Sequence[str], cutoff: float = MATCH_CUTOFF) ->
     """
     if not _key(query):
         return None
-    matches = process.extract(query, keys, scorer=fuzz.ratio, processor=_key, score_cutoff=cutoff, limit=5)
+    matches = process.extract(query, keys, scorer=fuzz.ratio, processor=_key, score_cutoff=cutoff, limit=None)
     wanted = numbers(query)
     return next((index for key, _, index in matches if _key(key) and numbers(key) == wanted), None)
 

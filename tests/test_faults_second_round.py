@@ -361,3 +361,16 @@ def test_an_unpickling_refusal_is_summarised_without_torchs_advice(tmp_path):
         torch.load(tmp_path / "optimizer.pt", weights_only=True)
     assert "weights_only" in str(caught.value)  # torch's own text advises turning it off
     assert "weights_only" not in describe_error(caught.value) and "pickled objects" in describe_error(caught.value)
+
+
+def test_ordinal_counters_that_grow_past_a_hundred_million_are_no_mixed_units(tmp_path):
+    rows = [f"u1\t{i}\t{t}" for i, t in zip(range(1, 6), [1_000_000, 2_000_000, 90_000_000, 120_000_000, 150_000_000],
+                                             strict=True)]  # fmt: skip
+    assert len(load_custom(_write(tmp_path, _lines(rows), ITEMS)).interactions) == 5
+
+
+def test_a_sample_of_users_claims_its_own_data_in_a_folder(tmp_path):
+    out = tmp_path / "out"
+    claim_artifact_dir(resolve_config("tiny", artifact_dir=str(out)))
+    with pytest.raises(StaleArtifactError, match="max_users"):
+        claim_artifact_dir(resolve_config("tiny", artifact_dir=str(out), overrides="max_users=50"))

@@ -238,3 +238,11 @@ def test_a_run_stopped_after_its_last_checkpoint_is_finished_from_it_without_ano
     assert again.train_seconds == pytest.approx(first.train_seconds, abs=1)
     restored = load_file(again.adapter_dir / "adapter_model.safetensors")
     assert restored.keys() == trained.keys() and all(torch.equal(restored[k], trained[k]) for k in trained)
+
+
+def test_a_finished_run_asked_again_with_only_another_budget_is_reused(tiny_llama, tokenizer, tmp_path):
+    llm, dataset = LLMSpec(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
+    spec = FinetuneSpec(max_steps=2, batch_size=4, max_length=128, save_steps=1)
+    first = finetune(llm, tokenizer, dataset, tmp_path, spec)
+    again = finetune(llm, tokenizer, dataset, tmp_path, FinetuneSpec(**{**spec.__dict__, "max_minutes": 90.0}))
+    pd.testing.assert_frame_equal(again.history, first.history)  # all its steps were done: nothing retrained

@@ -101,7 +101,7 @@ def test_03_retrieval_metrics_and_sasrec_beats_popularity(tiny_run):
         assert metrics[f"{model}_stop_reason"] in ("patience", "budget", "epochs"), model
         assert 1 <= metrics[f"{model}_best_epoch"] <= metrics[f"{model}_epochs_run"], model
     executed = (tiny_run / "executed" / "03_sasrec_retrieval.ipynb").read_text()
-    assert "SASRec: stopped early at epoch" in executed or "SASRec: ran all" in executed
+    assert "SASRec: stopped " in executed or "SASRec: ran all" in executed
 
 
 def test_02_profiles_written_by_the_real_model(tiny_run):

@@ -18,12 +18,12 @@ def test_values_are_json_or_plain_text():
 def test_dotted_keys_reach_nested_settings_with_their_types():
     preset = resolve_config("cpu", overrides=(
         "sasrec_training.max_minutes=20 finetune.lora_r=16 llm.name=huggyllama/llama-7b "
-        "finetune.target_modules=q_proj,k_proj sasrec.attention_dropout=null fusion_weights=[0,1]"
+        "finetune.target_modules=q_proj,k_proj sasrec.attention_dropout=null fusion_weights=0,0.5,1"
     )).preset  # fmt: skip
     assert preset.sasrec_training.max_minutes == 20.0 and isinstance(preset.sasrec_training.max_minutes, float)
     assert preset.finetune.lora_r == 16 and preset.llm.name == "huggyllama/llama-7b"
     assert preset.finetune.target_modules == ("q_proj", "k_proj") and preset.sasrec.attention_dropout is None
-    assert preset.fusion_weights == (0.0, 1.0)
+    assert preset.fusion_weights == (0.0, 0.5, 1.0)
     assert preset.sasrec_training.epochs == resolve_config("cpu").preset.sasrec_training.epochs  # the rest kept
 
 

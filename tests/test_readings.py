@@ -45,7 +45,10 @@ def test_training_end_names_what_stopped_it(reason, expected):
 
 def test_a_budget_stop_right_after_the_best_epoch_says_it_was_still_improving():
     assert "still improving" in readings.training_end("GRU4Rec", "budget", 10, 100, 10, 3, 5, 303)
-    assert "still improving" not in readings.training_end("GRU4Rec", "budget", 10, 100, 4, 3, 5, 303)
+    stalled = readings.training_end("GRU4Rec", "budget", 10, 100, 4, 3, 5, 303)
+    assert "no better since epoch 4" in stalled and "still improving" not in stalled
+    assert "at its last epoch, 10" in readings.training_end("BPR-MF", "patience", 10, 10, 4, 3, None, 30)
+    assert "2.50 epochs" in readings.finetune_end("PALR_v2", 2.5, 3.0, -1, 600, 44, 2700)
 
 
 def test_finetune_end_says_whether_it_trained_what_was_asked():
@@ -107,6 +110,12 @@ def test_the_verdict_sentence_when_a_weight_was_chosen_but_no_test_list_changed(
 def test_the_verdict_sentence_when_the_interval_crosses_zero():
     table = readings.verdict_table(_metrics(-0.002, 0.004, 0.25, fused=0.0582), METHODS)
     assert readings.verdict_sentence(table).startswith("Not shown:")
+
+
+def test_the_verdict_sentence_when_the_closest_is_below_but_another_is_unclear():
+    metrics = _metrics(-0.004, -0.001, 0.25, fused=0.0550, rank_low=-0.06, rank_high=0.01)
+    sentence = readings.verdict_sentence(readings.verdict_table(metrics, METHODS))
+    assert sentence.startswith("No: no LLM-based ranking is shown to beat SASRec")
 
 
 def test_the_verdict_sentence_when_every_method_is_below():

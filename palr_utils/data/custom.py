@@ -203,7 +203,7 @@ def _refuse_mixed_units(interactions: pd.DataFrame, lines: pd.Series, path: Path
     stamps = interactions[TIMESTAMP].astype("float64")
     unix_like = interactions[USER].where(stamps >= UNIX_LIKE).dropna().unique()
     frame = interactions.assign(_stamp=stamps, _line=lines.to_numpy())
-    frame = frame[frame[USER].isin(unix_like) & (frame["_stamp"] > 0)]
+    frame = frame[frame[USER].isin(unix_like) & (frame["_stamp"] >= UNIX_LIKE)]  # order keys below stay out
     if frame.empty:
         return
     grouped = frame.groupby(USER)["_stamp"]

@@ -280,5 +280,9 @@ def train(
     model.best_epoch = state["best_epoch"]
     model.epochs_run = state["epoch"]
     # why training ended: "patience", "budget" or "epochs" (None: not finished, e.g. stopped mid-epoch by a kill)
-    model.stop_reason = state.get("stop_reason") or ("epochs" if state["epoch"] >= config.epochs else None)
+    model.stop_reason = state.get("stop_reason") or (
+        "epochs" if state["epoch"] >= config.epochs
+        else ("patience" if state["stale"] >= config.patience else "budget") if state["finished"]  # older checkpoints
+        else None
+    )
     return pd.DataFrame(state["history"])
