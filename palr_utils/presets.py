@@ -21,9 +21,11 @@ from palr_utils.finetune import FinetuneSpec
 from palr_utils.instructions import InstructionSpec
 from palr_utils.llm import PAPER_MODEL, LLMSpec
 from palr_utils.overrides import OverrideError, apply_overrides, format_overrides, parse_overrides
+from palr_utils.paper import PAPER_TABLE_1
 from palr_utils.paths import project_root
 from palr_utils.retrieval.sasrec import SASRecConfig
 from palr_utils.retrieval.training import TrainingConfig
+from palr_utils.rules import SettingsChoice, SettingsRule, describe_choice, first_rule, fit_window, scale_budget
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,12 @@ class RunPreset:
     # value}}. Amazon histories are short and sparse (Beauty: median 6 items, MovieLens-1M: 96), and what
     # suits MovieLens overfits there. Applied by :meth:`for_data` once notebook 01 has recognised the data.
     dataset_overrides: dict[str, dict[str, object]] = field(default_factory=dict, compare=False, repr=False)
+    # Data the preset does not recognise (a custom data set, a sample of Beauty): the first rule that holds on
+    # its statistics picks the settings of the data set it resembles (palr_utils.rules); none: the preset's own.
+    # With rules, the history window and the time budgets are fitted to the data too (``fit_to_data``).
+    settings_rules: tuple[SettingsRule, ...] = field(default=(), compare=False, repr=False)
+    window_sizes: tuple[int, ...] = (50, 100, 200)  # SASRec's and GRU4Rec's windows a rule chooses from
+    min_budget_minutes: float = 5.0  # a fitted time budget is never shorter
     # this run's OVERRIDES, as (dotted key, value) pairs (palr_utils.overrides): applied last, also after
     # ``for_data``, so that a user's setting wins over a data set's
     overrides: tuple[tuple[str, object], ...] = ()
@@ -84,13 +92,65 @@ class RunPreset:
         return self.instructions.n_candidates
 
     def for_data(self, info: dict) -> RunPreset:
-        """This preset with the overrides of the data set that notebook 01 recognised (``processed.info``).
-        An override's training settings take this preset's seed (the run's SEED), not their default."""
-        changes = self.dataset_overrides.get(info.get("paper_dataset") or "", {})
+        """This preset with the settings for the data notebook 01 described (``processed.info``), see
+        :meth:`fit_to_data`."""
+        return self.fit_to_data(info)[0]
+
+    def fit_to_data(self, info: dict) -> tuple[RunPreset, SettingsChoice]:
+        """This preset fitted to the data notebook 01 described (``processed.info``), and why.
+
+        A data set the preset recognises (``paper_dataset``) gets the settings chosen on its own validation
+        users (``dataset_overrides``, or the preset's own for its default data set). Other data gets, where
+        the preset has ``settings_rules``, the settings of the first rule that holds on its ``statistics``,
+        a history window from its history lengths and time budgets scaled to its size. Training settings
+        take this preset's seed (the run's SEED); the run's OVERRIDES are applied last and win.
+        """
+        known = info.get("paper_dataset") or ""
+        if known in self.dataset_overrides or known == self.default_dataset or not self.settings_rules:
+            changes = self.dataset_overrides.get(known, {})
+            if known:
+                reason = f"recognised as {known}: the settings chosen on its own validation users"
+            else:
+                reason = f"the {self.name} preset's own settings (it has no rules for other data)"
+            choice = SettingsChoice("recognised" if known else "the preset's own", known or None, reason)
+            return self._with_changes(changes), choice
+        statistics = info.get("statistics")
+        if not statistics:
+            raise ValueError("dataset_info.json has no statistics (written by an older notebook 01): "
+                             "run notebook 01 again")  # fmt: skip
+        rule = first_rule(self.settings_rules, statistics)
+        anchor = rule.anchor if rule else self.default_dataset
+        scale = min(1.0, statistics["n_interactions"] / PAPER_TABLE_1[anchor][2])
+        window = fit_window(statistics["p90_history"], self.window_sizes)
+        fitted = self._with_changes(dict(rule.settings) if rule else {})
+        budget = self._scaled_budgets(fitted, scale)
+        fitted = dataclasses.replace(
+            budget, sasrec=dataclasses.replace(budget.sasrec, max_len=window), baseline_max_len=window
+        )
+        reason = describe_choice(rule, self.settings_rules[0], statistics, anchor, window, scale,
+                                 fitted.sasrec_training.max_minutes)  # fmt: skip
+        choice = SettingsChoice(rule.name if rule else "the preset's own", anchor, reason, window, scale)
+        return apply_overrides(fitted, self.overrides), choice
+
+    def _with_changes(self, changes: dict[str, object]) -> RunPreset:
         if not changes:
             return self
-        for_this_data = dataclasses.replace(self, **changes).with_seed(self.sasrec_training.seed)
-        return apply_overrides(for_this_data, self.overrides)
+        return apply_overrides(dataclasses.replace(self, **changes).with_seed(self.sasrec_training.seed),
+                               self.overrides)  # fmt: skip
+
+    def _scaled_budgets(self, preset: RunPreset, scale: float) -> RunPreset:
+        """``preset`` with every retriever's time budget scaled (:func:`palr_utils.rules.scale_budget`)."""
+
+        def scaled(training: TrainingConfig) -> TrainingConfig:
+            minutes = scale_budget(training.max_minutes, scale, self.min_budget_minutes)
+            return dataclasses.replace(training, max_minutes=minutes)
+
+        return dataclasses.replace(
+            preset,
+            sasrec_training=scaled(preset.sasrec_training),
+            baseline_training=scaled(preset.baseline_training),
+            baseline_training_by_model={name: scaled(t) for name, t in preset.baseline_training_by_model.items()},
+        )
 
     def with_overrides(self, overrides: str) -> RunPreset:
         """This preset with an OVERRIDES string applied (``"sasrec_training.max_minutes=20 finetune.lora_r=16"``);
@@ -131,6 +191,31 @@ class RunPreset:
                 f"between 10 (the list length evaluated) and n_exported_candidates ({self.n_exported_candidates}, "
                 "what notebook 03 exports)"
             )
+
+
+# Settings for short, sparse histories, chosen on Beauty's validation users (Amazon: median 6 items, against
+# MovieLens-1M's 96). What suits MovieLens overfits there: a 200-item window is not needed, and heavy dropout
+# (0.5, as the SASRec paper used on Amazon data) with a constant rate and early stopping holds it back
+# (benchmarks/results/sasrec_beauty_cpu.json: validation NDCG@10 0.0701, test 0.0563 in 15 minutes).
+# Beauty gets them by name; other data whose histories are as short gets them by the rule below.
+SHORT_HISTORY_SETTINGS: dict[str, object] = {
+    "sasrec": SASRecConfig(max_len=50, hidden_size=64, n_blocks=2, dropout=0.5, attention_dropout=0.5),
+    "sasrec_training": TrainingConfig(
+        epochs=200, learning_rate=1e-3, eval_every=2, patience=8, max_minutes=15, bf16_autocast="auto"
+    ),
+    "baseline_max_len": 50,
+    # benchmarks/results/baselines_beauty_cpu.json, chosen on validation NDCG@10. BPR-MF: a little
+    # weight decay (1e-6; Adam's, so rows of rare items shrink too) against overfitting: validation
+    # 0.0309, test 0.0355 / 0.0177 (no decay: 0.0213 / 0.0109). NCF: no decay (1e-6 learned more
+    # slowly), a longer budget: after 5 minutes validation was still rising (0.0191; test 0.0243 /
+    # 0.0121), so it trains for up to 15.
+    "baseline_training_by_model": {
+        "bpr_mf": TrainingConfig(
+            epochs=100, learning_rate=2e-3, weight_decay=1e-6, eval_every=2, patience=3, max_minutes=5
+        ),
+        "ncf": TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=15),
+    },
+}
 
 
 PRESETS: dict[str, RunPreset] = {
@@ -196,29 +281,14 @@ PRESETS: dict[str, RunPreset] = {
             target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
             max_minutes=40,
         ),
-        dataset_overrides={
-            # Beauty (benchmarks/results/sasrec_beauty_cpu.json): histories of a few items need no 200-item
-            # window, and heavy dropout (0.5, as the SASRec paper used on Amazon data) against overfitting; a
-            # constant rate of 1e-3 with early stopping: validation NDCG@10 0.0701, test 0.0563 in 15 minutes.
-            "beauty": {
-                "sasrec": SASRecConfig(max_len=50, hidden_size=64, n_blocks=2, dropout=0.5, attention_dropout=0.5),
-                "sasrec_training": TrainingConfig(
-                    epochs=200, learning_rate=1e-3, eval_every=2, patience=8, max_minutes=15, bf16_autocast="auto"
-                ),
-                "baseline_max_len": 50,
-                # benchmarks/results/baselines_beauty_cpu.json, chosen on validation NDCG@10. BPR-MF: a little
-                # weight decay (1e-6; Adam's, so rows of rare items shrink too) against overfitting: validation
-                # 0.0309, test 0.0355 / 0.0177 (no decay: 0.0213 / 0.0109). NCF: no decay (1e-6 learned more
-                # slowly), a longer budget: after 5 minutes validation was still rising (0.0191; test 0.0243 /
-                # 0.0121), so it trains for up to 15.
-                "baseline_training_by_model": {
-                    "bpr_mf": TrainingConfig(
-                        epochs=100, learning_rate=2e-3, weight_decay=1e-6, eval_every=2, patience=3, max_minutes=5
-                    ),
-                    "ncf": TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=15),
-                },
-            },
-        },
+        dataset_overrides={"beauty": SHORT_HISTORY_SETTINGS},
+        # The threshold lies between the two data sets the settings were chosen on (Beauty: median history 6,
+        # MovieLens-1M: 96), nearer Beauty's: histories of up to a few dozen items are still "a few recent
+        # purchases". benchmarks/settings_rules.py measures the rule on data it was not written from.
+        settings_rules=(
+            SettingsRule("short histories", "median_history", below=30, settings=SHORT_HISTORY_SETTINGS,
+                         anchor="beauty", why="few items per user: a short window and heavy dropout"),
+        ),  # fmt: skip
     ),
     "paper": RunPreset(
         name="paper",

@@ -77,6 +77,16 @@ def training_end(name: str, stop_reason: str | None, epochs_run: int, epochs: in
     return f"{name}: training has not finished (epoch {epochs_run} of {epochs}); run the cell again to resume"
 
 
+def finetune_plan(name: str, n_examples: int, epochs: float, max_steps: int, batch_size: int,
+                  max_minutes: float | None) -> str:  # fmt: skip
+    """What a fine-tuning run is asked to do, in optimiser steps: its length follows the number of examples
+    (an epoch over a small data set is short), and the time budget only caps it on a slow machine."""
+    steps = max_steps if max_steps > 0 else math.ceil(n_examples * epochs / batch_size)
+    what = f"{max_steps} steps" if max_steps > 0 else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
+    cap = f"at most {max_minutes:g} minutes" if max_minutes is not None else "no time limit"
+    return f"{name}: {n_examples:,} examples, {what} in batches of {batch_size}: {steps:,} optimiser steps ({cap})"
+
+
 def finetune_end(name: str, epochs_done: float, epochs: float, max_steps: int, steps: int,
                  max_minutes: float | None, seconds: float) -> str:  # fmt: skip
     """How a fine-tuning run ended: every step it was asked for, or its time budget, and how much it saw."""

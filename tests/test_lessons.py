@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import papermill
 import pytest
 
 from palr_utils.runner import NOTEBOOKS, present_notebooks
@@ -19,10 +20,21 @@ def test_every_lesson_has_goals_core_code_a_summary_and_exercises(stem):
     cells = _cells(stem)
     markdown = [text for kind, text in cells if kind == "markdown"]
     code = [text for kind, text in cells if kind == "code"]
-    assert "**In this notebook you will**" in markdown[0], "learning goals in the first cell"
+    opening = [text for kind, text in cells[: next(i for i, (kind, _) in enumerate(cells) if kind == "code")]]
+    assert opening[0].startswith("# "), "a title first"
+    assert any("**In this notebook you will**" in text for text in opening), "learning goals before any code"
     assert any("## Summary" in text for text in markdown), "a summary"
     assert any("## Exercises" in text for text in markdown), "exercises"
     assert any(text.startswith("show_source(") for text in code), "a cell that shows the core code it teaches"
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_papermill_reads_every_parameter_of_every_lesson(stem):
+    # papermill drops a line it cannot parse (an "=" in a comment is enough) and then calls the value it
+    # injects an unknown parameter: the runner works, the notebook's own defaults are no longer declared
+    notebook = next(p for p in present_notebooks() if p.stem == stem)
+    declared = set(papermill.inspect_notebook(str(notebook)))
+    assert {"PROFILE", "DATASET", "DATA_DIR", "ARTIFACT_DIR", "SEED", "OVERRIDES"} <= declared
 
 
 @pytest.mark.parametrize("stem", NOTEBOOKS)

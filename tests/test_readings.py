@@ -171,3 +171,9 @@ def test_retriever_end_reads_the_model():
     model = SimpleNamespace(stop_reason="patience", epochs_run=12, best_epoch=6, train_seconds=60.0)
     training = SimpleNamespace(epochs=60, patience=3, max_minutes=None)
     assert "stopped early at epoch 12 of 60, after 3 evaluations" in readings.retriever_end("BPR-MF", model, training)
+
+
+def test_finetune_plan_counts_the_steps_an_epoch_takes_or_the_steps_asked():
+    small = readings.finetune_plan("PALR_v2", 300, 1.0, -1, 8, 44)
+    assert "300 examples, 1 epoch in batches of 8: 38 optimiser steps (at most 44 minutes)" in small
+    assert "5 steps in batches of 4: 5 optimiser steps (no time limit)" in readings.finetune_plan("x", 90, 1, 5, 4, None)

@@ -23,7 +23,7 @@ from palr_utils.data.beauty import META_FILE, REVIEWS_FILE, load_beauty
 from palr_utils.data.custom import MISSING_TITLE_POLICIES, load_custom
 from palr_utils.data.download import BEAUTY_META, BEAUTY_REVIEWS, ML_1M_ZIP, DownloadError, fetch
 from palr_utils.data.movielens import ML_1M_RECORDS, find_movielens_folder, load_movielens
-from palr_utils.data.preprocessing import ProcessedDataset, preprocess
+from palr_utils.data.preprocessing import ProcessedDataset, data_statistics, preprocess
 from palr_utils.data.schema import DataFormatError, RawDataset
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
 from palr_utils.hashing import sha256_file, sha256_hex
@@ -39,6 +39,7 @@ __all__ = [
     "MISSING_TITLE_POLICIES",
     "ProcessedDataset",
     "RawDataset",
+    "data_statistics",
     "describe_dataset",
     "load_processed",
     "load_raw_dataset",
@@ -159,12 +160,15 @@ def describe_dataset(config: RunConfig, processed: ProcessedDataset) -> dict:
     ``paper_dataset``: ml-1m or beauty by name, or for custom data by the paper's Table 1 counts (None
     otherwise). ``domain``: how prompts speak of the items (movies are watched, products bought), declared
     in a custom folder's ``dataset.json`` or taken from the data set; plain "items" when unknown.
+    ``statistics``: history lengths, interactions per item and density, from which the ``cpu`` preset picks
+    the retrieval settings of data it does not recognise (``RunPreset.for_data``).
     """
     known = paper_dataset(config.dataset, processed.n_users, processed.n_items, processed.n_interactions)
     declared = _declared_domain(config.data_dir) if config.dataset == "custom" else None
     # the synthetic data imitates MovieLens: it has movies
     default = {"ml-1m": "movie", "beauty": "product"}.get(known, "movie" if config.dataset == "synthetic" else "item")
-    return {"dataset": config.dataset, "paper_dataset": known, "domain": declared or default}
+    statistics = data_statistics(processed.interactions, processed.n_users, processed.n_items)
+    return {"dataset": config.dataset, "paper_dataset": known, "domain": declared or default, "statistics": statistics}
 
 
 def save_processed(processed: ProcessedDataset, artifact_dir: str | Path) -> list[Path]:

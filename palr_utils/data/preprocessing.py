@@ -122,6 +122,22 @@ class ProcessedDataset:
         return len(self.interactions)
 
 
+def data_statistics(interactions: pd.DataFrame, n_users: int, n_items: int) -> dict[str, float | int]:
+    """The statistics that decide a run's retrieval settings (``RunPreset.for_data``): how long histories are
+    (median, 90th percentile, all splits), how often an item occurs, and the density of the user-item matrix."""
+    per_user = interactions.groupby(USER).size().to_numpy()
+    per_item = interactions.groupby(ITEM).size().to_numpy()
+    return {
+        "n_users": int(n_users),
+        "n_items": int(n_items),
+        "n_interactions": int(len(interactions)),
+        "median_history": float(np.median(per_user)),
+        "p90_history": float(np.percentile(per_user, 90)),
+        "median_interactions_per_item": float(np.median(per_item)),
+        "density": float(len(interactions) / (n_users * n_items)),
+    }
+
+
 def preprocess(raw: RawDataset, min_interactions: int = 5) -> ProcessedDataset:
     """Run the whole PALR preprocessing on a parsed data set."""
     frame = sort_chronologically(to_implicit(raw.interactions))
