@@ -21,8 +21,8 @@ the validation peak (a model that degrades for most of its training spends most 
 from __future__ import annotations
 
 import argparse
-import json
 import dataclasses
+import json
 import time
 from pathlib import Path
 

@@ -33,6 +33,25 @@ from palr_utils.rerank import EvalCase, K, rank_in_list
 from palr_utils.retrieval.candidates import RANK, SCORE
 from palr_utils.retrieval.sequences import SequenceData
 
+# Generation costs about a second per user on a CPU, so PALR_v1 and PALR_v2 rank a seeded subset of the users;
+# SASRec on that subset, under this name, is the bar their rows must clear.
+GENERATING_METHODS = ("palr_v1", "palr_v2")
+SASREC_ON_GENERATION_USERS = "sasrec_generation_users"
+# what the verdict calls each LLM-based ranking, in the order it lists them
+METHOD_NAMES = {
+    "palr_v2": "PALR_v2 (generation)",
+    "palr_v2_fast": "PALR_v2, fast scoring",
+    "palr_v2_fast_calibrated": "PALR_v2, calibrated fast scoring",
+    "palr_rank": "PALR-rank",
+    "palr_fused": "SASRec + PALR-rank",
+    "palr_v1": "PALR_v1",
+}
+
+
+def same_users_baseline(method: str) -> str:
+    """The SASRec row that ranked the same users as ``method``."""
+    return SASREC_ON_GENERATION_USERS if method in GENERATING_METHODS else "sasrec"
+
 
 def build_cases(
     data: SequenceData, candidates: pd.DataFrame, users: Sequence[int], keywords: dict[int, list[str]],

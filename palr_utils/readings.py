@@ -77,6 +77,13 @@ def training_end(name: str, stop_reason: str | None, epochs_run: int, epochs: in
     return f"{name}: training has not finished (epoch {epochs_run} of {epochs}); run the cell again to resume"
 
 
+def loss_ends(history: pd.DataFrame) -> tuple[float, float]:
+    """The mean training loss of the first and of the last tenth of the logged steps: single batches differ too
+    much to compare one with another."""
+    tenth = max(1, len(history) // 10)
+    return float(history["loss"].head(tenth).mean()), float(history["loss"].tail(tenth).mean())
+
+
 def finetune_plan(name: str, n_examples: int, epochs: float, max_steps: int, batch_size: int,
                   max_minutes: float | None) -> str:  # fmt: skip
     """What a fine-tuning run is asked to do, in optimiser steps: its length follows the number of examples

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from palr_utils.io import read_metrics
@@ -102,6 +103,27 @@ def test_03_retrieval_metrics_and_sasrec_beats_popularity(tiny_run):
         assert 1 <= metrics[f"{model}_best_epoch"] <= metrics[f"{model}_epochs_run"], model
     executed = (tiny_run / "executed" / "03_sasrec_retrieval.ipynb").read_text()
     assert "SASRec: stopped " in executed or "SASRec: ran all" in executed
+    # which settings this data got, and why: the tiny preset has no rules, and says so
+    assert metrics["settings_rule"] == "the preset's own" and "no rules" in metrics["settings_reason"]
+    assert "settings: the tiny preset's own settings" in executed
+
+
+def test_custom_data_the_preset_does_not_know_gets_settings_by_its_statistics(tmp_path):
+    """Notebook 01 on a custom folder of short histories (300 users, 7 purchases each) records the statistics
+    by which the cpu preset gives it the short-history settings (notebook 03 prints and records the choice)."""
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rows = [f"{u}\t{i}\t{t}" for u in range(300) for t, i in enumerate(rng.choice(80, 7, replace=False))]
+    (folder / "interactions.tsv").write_text("user_id\titem_id\ttimestamp\n" + "\n".join(rows) + "\n")
+    (folder / "items.tsv").write_text("item_id\ttitle\n" + "".join(f"{i}\tProduct {i}\n" for i in range(80)))
+    out = tmp_path / "out"
+    run_notebooks("cpu", "custom", str(folder), str(out), notebooks=present_notebooks()[:1])
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert info["paper_dataset"] is None and info["statistics"]["median_history"] == 7
+    preset, choice = get_preset("cpu").fit_to_data(info)
+    assert choice.rule == "short histories" and preset.sasrec.max_len == 50 and preset.sasrec.dropout == 0.5
+    assert preset.sasrec_training.max_minutes == preset.min_budget_minutes  # 2,100 interactions: the floor
 
 
 def test_02_profiles_written_by_the_real_model(tiny_run):

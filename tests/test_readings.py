@@ -176,4 +176,11 @@ def test_retriever_end_reads_the_model():
 def test_finetune_plan_counts_the_steps_an_epoch_takes_or_the_steps_asked():
     small = readings.finetune_plan("PALR_v2", 300, 1.0, -1, 8, 44)
     assert "300 examples, 1 epoch in batches of 8: 38 optimiser steps (at most 44 minutes)" in small
-    assert "5 steps in batches of 4: 5 optimiser steps (no time limit)" in readings.finetune_plan("x", 90, 1, 5, 4, None)
+    fixed = readings.finetune_plan("x", 90, 1, 5, 4, None)
+    assert "5 steps in batches of 4: 5 optimiser steps (no time limit)" in fixed
+
+
+def test_loss_ends_average_the_first_and_last_tenth_of_the_steps():
+    history = pd.DataFrame({"loss": [4.0] * 10 + [3.0] * 80 + [2.0] * 10})
+    assert readings.loss_ends(history) == (4.0, 2.0)
+    assert readings.loss_ends(pd.DataFrame({"loss": [3.0, 1.0]})) == (3.0, 1.0)  # fewer than ten: one step each

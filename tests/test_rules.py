@@ -93,3 +93,10 @@ def test_notebook_01_statistics_describe_the_histories(tmp_path):
     lengths = processed.interactions.groupby("user").size()
     assert statistics["median_history"] == lengths.median() and statistics["n_users"] == processed.n_users
     assert statistics["density"] == len(processed.interactions) / (processed.n_users * processed.n_items)
+
+
+def test_generating_methods_are_compared_with_sasrec_on_their_own_users():
+    from palr_utils.evaluation import METHOD_NAMES, SASREC_ON_GENERATION_USERS, same_users_baseline
+
+    assert same_users_baseline("palr_v2") == same_users_baseline("palr_v1") == SASREC_ON_GENERATION_USERS
+    assert same_users_baseline("palr_fused") == "sasrec" and set(METHOD_NAMES) >= {"palr_v1", "palr_fused"}
