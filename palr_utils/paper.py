@@ -44,9 +44,9 @@ STRONGER_SASREC = {
 
 
 def paper_dataset(dataset: str, n_users: int, n_items: int, n_interactions: int) -> str | None:
-    """Which of the paper's data sets this is: by name, or by Table 1's counts for a custom copy; else None."""
-    if dataset in PAPER_TABLE_1:
-        return dataset
+    """Which of the paper's data sets this is, by Table 1's counts (for ``DATASET=ml-1m`` and ``beauty`` as for a
+    custom copy); else None. A sample or another k-core of either (``OVERRIDES="max_users=500"``) is other
+    data: it gets no paper columns and the settings rules fit its settings."""
     counts = (n_users, n_items, n_interactions)
     return next((name for name, table in PAPER_TABLE_1.items() if table == counts), None)
 

@@ -99,38 +99,51 @@ class RunPreset:
     def fit_to_data(self, info: dict) -> tuple[RunPreset, SettingsChoice]:
         """This preset fitted to the data notebook 01 described (``processed.info``), and why.
 
-        A data set the preset recognises (``paper_dataset``) gets the settings chosen on its own validation
-        users (``dataset_overrides``, or the preset's own for its default data set). Other data gets, where
-        the preset has ``settings_rules``, the settings of the first rule that holds on its ``statistics``,
-        a history window from its history lengths and time budgets scaled to its size. Training settings
-        take this preset's seed (the run's SEED); the run's OVERRIDES are applied last and win.
+        A data set the preset recognises (``paper_dataset``) gets the settings it keeps for it
+        (``dataset_overrides``, or its own for its default data set). Other data gets, where the preset has
+        ``settings_rules``, the settings of the first rule that holds on its ``statistics``, a history window
+        from its history lengths and time budgets scaled to its size. Training settings take this preset's
+        seed (the run's SEED); the run's OVERRIDES are applied last and win, and the reason says so.
         """
         known = info.get("paper_dataset") or ""
         if known in self.dataset_overrides or known == self.default_dataset or not self.settings_rules:
-            changes = self.dataset_overrides.get(known, {})
-            if known:
-                reason = f"recognised as {known}: the settings chosen on its own validation users"
+            if known in self.dataset_overrides:
+                reason = f"recognised as {known}: the settings the {self.name} preset keeps for it"
+            elif known:
+                reason = f"recognised as {known}: the {self.name} preset's own settings"
             else:
-                reason = f"the {self.name} preset's own settings (it has no rules for other data)"
-            choice = SettingsChoice("recognised" if known else "the preset's own", known or None, reason)
-            return self._with_changes(changes), choice
-        statistics = info.get("statistics")
-        if not statistics:
-            raise ValueError("dataset_info.json has no statistics (written by an older notebook 01): "
-                             "run notebook 01 again")  # fmt: skip
+                reason = f"the {self.name} preset's own settings (it has no rules that fit settings to data)"
+            choice = SettingsChoice("recognised" if known else "the preset's own", known or None,
+                                    reason + self._overridden())  # fmt: skip
+            return self._with_changes(self.dataset_overrides.get(known, {})), choice
+        statistics = self._statistics(info)
         rule = first_rule(self.settings_rules, statistics)
         anchor = rule.anchor if rule else self.default_dataset
         scale = min(1.0, statistics["n_interactions"] / PAPER_TABLE_1[anchor][2])
+        fitted = self._scaled_budgets(self._with_changes(dict(rule.settings) if rule else {}), scale)
         window = fit_window(statistics["p90_history"], self.window_sizes)
-        fitted = self._with_changes(dict(rule.settings) if rule else {})
-        budget = self._scaled_budgets(fitted, scale)
         fitted = dataclasses.replace(
-            budget, sasrec=dataclasses.replace(budget.sasrec, max_len=window), baseline_max_len=window
+            fitted, sasrec=dataclasses.replace(fitted.sasrec, max_len=window), baseline_max_len=window
         )
-        reason = describe_choice(rule, self.settings_rules[0], statistics, anchor, window, scale,
-                                 fitted.sasrec_training.max_minutes)  # fmt: skip
-        choice = SettingsChoice(rule.name if rule else "the preset's own", anchor, reason, window, scale)
-        return apply_overrides(fitted, self.overrides), choice
+        final = apply_overrides(fitted, self.overrides)  # what the run uses, described below
+        reason = describe_choice(rule, self.settings_rules[0], statistics, anchor, final.sasrec.max_len, scale,
+                                 final.sasrec_training.max_minutes, self.min_budget_minutes)  # fmt: skip
+        choice = SettingsChoice(rule.name if rule else "the preset's own", anchor, reason + self._overridden(),
+                                final.sasrec.max_len, scale)  # fmt: skip
+        return final, choice
+
+    def _overridden(self) -> str:
+        return f"; OVERRIDES: {self.overrides_text}" if self.overrides else ""
+
+    def _statistics(self, info: dict) -> dict:
+        """notebook 01's statistics, with every one the rules read, or the fix when they are missing."""
+        statistics = info.get("statistics") or {}
+        needed = {"n_interactions", "p90_history", *(rule.statistic for rule in self.settings_rules)}
+        missing = sorted(needed - set(statistics))
+        if missing:
+            raise ValueError(f"dataset_info.json has no {', '.join(missing)} (written by an older notebook 01): "
+                             "run notebook 01 again")  # fmt: skip
+        return statistics
 
     def _with_changes(self, changes: dict[str, object]) -> RunPreset:
         if not changes:
@@ -185,6 +198,11 @@ class RunPreset:
         )
 
     def __post_init__(self) -> None:
+        if self.settings_rules:
+            anchors = {rule.anchor for rule in self.settings_rules} | {self.default_dataset}
+            if not anchors <= set(PAPER_TABLE_1) or not self.window_sizes:
+                raise ValueError("settings rules need anchors of the paper's Table 1 (their sizes scale the "
+                                 "budgets) and at least one window size")  # fmt: skip
         if not 10 <= self.rerank_candidates <= self.n_exported_candidates:
             raise ValueError(
                 f"instructions.n_candidates ({self.rerank_candidates}), also the candidates re-ranked, must lie "
@@ -287,7 +305,7 @@ PRESETS: dict[str, RunPreset] = {
         # purchases". benchmarks/settings_rules.py measures the rule on data it was not written from.
         settings_rules=(
             SettingsRule("short histories", "median_history", below=30, settings=SHORT_HISTORY_SETTINGS,
-                         anchor="beauty", why="few items per user: a short window and heavy dropout"),
+                         anchor="beauty", why="few items per user: a small model and heavy dropout"),
         ),  # fmt: skip
     ),
     "paper": RunPreset(

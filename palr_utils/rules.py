@@ -73,24 +73,28 @@ def scale_budget(minutes: float | None, scale: float, floor: float) -> float | N
     return round(min(minutes, max(floor, minutes * scale)), 1)
 
 
+NAMES = {"ml-1m": "MovieLens-1M", "beauty": "Beauty"}  # how the sentences name the anchor data sets
+
+
 def describe_choice(rule: SettingsRule | None, threshold: SettingsRule | None, statistics: Mapping[str, float],
-                    anchor: str, window: int, scale: float, sasrec_minutes: float | None) -> str:  # fmt: skip
+                    anchor: str, window: int, scale: float, sasrec_minutes: float | None,
+                    floor: float) -> str:  # fmt: skip
     """One sentence, computed from the statistics, saying which settings apply and why."""
-    decided = rule or threshold
+    decided, name = rule or threshold, NAMES.get(anchor, anchor)
     if decided is None:
-        head = f"no rule applies: the preset's own settings (chosen on {anchor})"
+        head = f"no rule applies, so the preset's own settings (chosen on {name})"
     else:
-        value = statistics[decided.statistic]
-        name = decided.statistic.replace("_", " ")
-        side = "below" if rule else "not below"
-        which = (f"{rule.name}: the settings chosen on {anchor}'s validation users ({rule.why})" if rule
-                 else f"the preset's own settings, chosen on {anchor}")  # fmt: skip
-        head = f"{name} {value:g} ({side} {decided.below:g}): {which}"
+        statistic = f"{decided.statistic.replace('_', ' ')} {statistics[decided.statistic]:g}"
+        if rule:
+            head = (f"{statistic} (below {rule.below:g}): {rule.name}, so the settings chosen on {name}'s "
+                    f"validation users ({rule.why})")  # fmt: skip
+        else:
+            head = f"{statistic} (not below {decided.below:g}), so the preset's own settings (chosen on {name})"
     budget = f"SASRec: {sasrec_minutes:g} minutes" if sasrec_minutes is not None else "SASRec: no limit"
     size = f"{statistics['n_interactions']:,} interactions"
-    if scale < 1:
-        size += f", {scale:.2f} of {anchor}'s: time budgets scaled to match ({budget})"
+    if round(scale, 2) < 1:
+        size += f", {scale:.0%} of {name}'s: time budgets scaled to match, at least {floor:g} minutes ({budget})"
     else:
-        size += f", as many as {anchor}'s or more: its time budgets ({budget})"
-    return (f"{head}; a window of {window} items (90% of the histories have at most "
-            f"{statistics['p90_history']:g}); {size}")
+        size += f", as many as {name}'s or more: its time budgets ({budget})"
+    return (f"{head}; a window of {window} items (90th-percentile history: {statistics['p90_history']:g} "
+            f"items); {size}")

@@ -47,7 +47,8 @@ def test_short_sparse_histories_get_the_beauty_settings_with_budgets_scaled_to_t
     # 0.29 of Beauty's interactions: 15 minutes would be 4.3, and a budget is never below 5
     assert fitted.sasrec_training.max_minutes == 5.0
     assert fitted.baseline_settings("ncf").max_minutes == 5.0
-    assert "median history 6 (below 30)" in choice.reason and "0.29 of beauty's" in choice.reason
+    assert "median history 6 (below 30): short histories" in choice.reason and "29% of Beauty's" in choice.reason
+    assert "at least 5 minutes (SASRec: 5 minutes)" in choice.reason
     record = choice.record()
     assert record["settings_rule"] == "short histories" and record["settings_window"] == 50
 
@@ -59,14 +60,17 @@ def test_long_histories_keep_the_preset_settings_and_a_window_that_holds_most_of
     assert fitted.sasrec.hidden_size == cpu.sasrec.hidden_size and fitted.sasrec.max_len == 100
     assert fitted.baseline_max_len == 100
     assert fitted.sasrec_training.max_minutes == pytest.approx(28 * 0.3, abs=0.1)
-    assert "not below 30" in choice.reason
+    assert "not below 30), so the preset's own settings (chosen on MovieLens-1M)" in choice.reason
 
 
 def test_overrides_still_win_over_the_rules():
     preset = resolve_config("cpu", overrides="sasrec.max_len=20 sasrec_training.max_minutes=2").preset
-    fitted, _ = preset.fit_to_data(_unknown(HALF_BEAUTY))
+    fitted, choice = preset.fit_to_data(_unknown(HALF_BEAUTY))
     assert fitted.sasrec.max_len == 20 and fitted.sasrec_training.max_minutes == 2
     assert fitted.sasrec.dropout == 0.5  # the rule's other settings stay
+    # the reason and the record describe what the run uses
+    assert "a window of 20 items" in choice.reason and "SASRec: 2 minutes" in choice.reason
+    assert choice.window == 20 and "OVERRIDES: sasrec.max_len=20" in choice.reason
 
 
 def test_a_preset_without_rules_keeps_its_settings_and_says_so():
@@ -78,6 +82,21 @@ def test_a_preset_without_rules_keeps_its_settings_and_says_so():
 def test_data_described_by_an_older_notebook_01_is_asked_to_run_it_again(cpu):
     with pytest.raises(ValueError, match="run notebook 01 again"):
         cpu.fit_to_data({"paper_dataset": None})
+    with pytest.raises(ValueError, match="no p90_history .* run notebook 01 again"):
+        cpu.fit_to_data(_unknown({"n_interactions": 10, "median_history": 5.0}))
+
+
+def test_a_preset_without_settings_for_a_recognised_data_set_does_not_claim_any():
+    beauty = {"paper_dataset": "beauty"}
+    assert "the tiny preset's own settings" in resolve_config("tiny").preset.fit_to_data(beauty)[1].reason
+    assert "keeps for it" in resolve_config("cpu").preset.fit_to_data(beauty)[1].reason
+
+
+def test_a_sample_of_a_paper_data_set_is_other_data():
+    from palr_utils.paper import paper_dataset
+
+    assert paper_dataset("ml-1m", 6040, 3416, 999_611) == paper_dataset("custom", 6040, 3416, 999_611) == "ml-1m"
+    assert paper_dataset("beauty", 6322, 4163, 57_004) is None
 
 
 def test_window_and_budget_rules():

@@ -157,16 +157,17 @@ def _declared_domain(data_dir: Path) -> str | None:
 def describe_dataset(config: RunConfig, processed: ProcessedDataset) -> dict:
     """What later stages need to know about the data, decided once in notebook 01.
 
-    ``paper_dataset``: ml-1m or beauty by name, or for custom data by the paper's Table 1 counts (None
-    otherwise). ``domain``: how prompts speak of the items (movies are watched, products bought), declared
-    in a custom folder's ``dataset.json`` or taken from the data set; plain "items" when unknown.
+    ``paper_dataset``: ml-1m or beauty when the counts are the paper's Table 1 (a download or a custom copy;
+    None otherwise, a sample of either included). ``domain``: how prompts speak of the items (movies are
+    watched, products bought), declared in a custom folder's ``dataset.json`` or taken from the data set;
+    plain "items" when unknown.
     ``statistics``: history lengths, interactions per item and density, from which the ``cpu`` preset picks
     the retrieval settings of data it does not recognise (``RunPreset.for_data``).
     """
     known = paper_dataset(config.dataset, processed.n_users, processed.n_items, processed.n_interactions)
     declared = _declared_domain(config.data_dir) if config.dataset == "custom" else None
-    # the synthetic data imitates MovieLens: it has movies
-    default = {"ml-1m": "movie", "beauty": "product"}.get(known, "movie" if config.dataset == "synthetic" else "item")
+    # the synthetic data imitates MovieLens; a sample of MovieLens-1M is not the paper's data, but holds movies
+    default = {"ml-1m": "movie", "beauty": "product", "synthetic": "movie"}.get(known or config.dataset, "item")
     statistics = data_statistics(processed.interactions, processed.n_users, processed.n_items)
     return {"dataset": config.dataset, "paper_dataset": known, "domain": declared or default, "statistics": statistics}
 
