@@ -37,13 +37,13 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 tutorial: setup
-	$(BIN)/python -m palr_utils.runner --profile "$(PROFILE)" --dataset "$(DATASET)" \
+	$(BIN)/python -m palr_utils.course.runner --profile "$(PROFILE)" --dataset "$(DATASET)" \
 		--data-dir "$(DATA_DIR)" --artifact-dir "$(ARTIFACT_DIR)" --seed "$(SEED)" \
 		--missing-titles "$(MISSING_TITLES)" $(if $(START_AT),--start-at "$(START_AT)",) --overrides '$(OVERRIDES)'
 
 # The executed notebooks of the recorded cpu runs (benchmarks/pipeline_ml1m.py), outputs kept, into lessons/
 lessons: setup
-	$(BIN)/python -m palr_utils.lessons
+	$(BIN)/python -m palr_utils.course.lessons
 
 # Every tier: unit (seconds), integration (real models, a few minutes), notebooks (the lessons on tiny).
 test: setup

@@ -21,8 +21,8 @@ from pathlib import Path
 from common import data_name, load_benchmark_data, training_record  # benchmarks/common.py
 from sasrec import with_changes
 
-from palr_utils.io import write_json
-from palr_utils.paths import project_root
+from palr_utils.core.io import write_json
+from palr_utils.core.paths import project_root
 from palr_utils.retrieval import baseline_config, build_baselines, train
 
 

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 
-from palr_utils.finetune import finetune, to_sft_dataset
-from palr_utils.instructions import build_instruction_examples, profile_history
-from palr_utils.io import write_json
-from palr_utils.llm import load_llm, template_tokens
+from palr_utils.core.io import write_json
+from palr_utils.core.sampling import finetune_users
+from palr_utils.finetune.instructions import build_instruction_examples, profile_history
+from palr_utils.finetune.sft import finetune, to_sft_dataset
+from palr_utils.llm.loading import load_llm, template_tokens
+from palr_utils.profiles import build_profile_prompts, generate_profiles, llm_profile_writer, user_descriptions
 from palr_utils.retrieval import SASRec, train
 from palr_utils.retrieval.candidates import candidate_rows, top_k_after_histories, training_prefix
-from palr_utils.sampling import finetune_users
-from palr_utils.user_profiles import build_profile_prompts, generate_profiles, llm_profile_writer, user_descriptions
 
 
 def main() -> None:

@@ -27,14 +27,14 @@ import torch
 from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from palr_utils.finetune import finetune, to_sft_dataset
-from palr_utils.instructions import build_instruction_examples
-from palr_utils.io import write_json
-from palr_utils.llm import load_tokenizer, template_tokens
+from palr_utils.core.io import write_json
+from palr_utils.core.sampling import finetune_users
+from palr_utils.finetune.instructions import build_instruction_examples
+from palr_utils.finetune.sft import finetune, to_sft_dataset
+from palr_utils.llm.loading import load_tokenizer, template_tokens
+from palr_utils.profiles import read_profiles
 from palr_utils.retrieval import SASRec
 from palr_utils.retrieval.candidates import candidate_rows, top_k_after_histories, training_prefix
-from palr_utils.sampling import finetune_users
-from palr_utils.user_profiles import read_profiles
 
 
 def padded_tokens(lengths: list[int], order: list[int], batch_size: int) -> int:

@@ -9,7 +9,7 @@ Three stages, each timed, into one JSON (default benchmarks/results/gpu_check_<d
    custom-format folder) on the device: seconds per epoch, the whole schedule's time, test HR@10 / NDCG@10;
 2. **QLoRA**: a few SFTTrainer steps of a small LLaMA-architecture model loaded in 4-bit NF4 by bitsandbytes
    (random weights: the check is the 4-bit path on this device, not what the model learns);
-3. **inference**: greedy generation and PALR-rank's one-pass scoring (palr_utils.ranking) with that model.
+3. **inference**: greedy generation and PALR-rank's one-pass scoring (palr_utils.palr_rank) with that model.
 
 ``--tiny`` swaps MovieLens-1M for the seeded synthetic data and shortens everything, so the whole check runs on a
 CPU in a minute: the test suite runs it that way, so the script cannot rot before a GPU is lent.
@@ -27,14 +27,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from palr_utils.core.devices import resolve_device
+from palr_utils.core.io import write_json
 from palr_utils.data import describe_dataset, load_raw_dataset, preprocess
-from palr_utils.devices import resolve_device
-from palr_utils.finetune import FinetuneSpec, finetune, to_sft_dataset
-from palr_utils.io import write_json
-from palr_utils.llm import LLMSpec, format_prompt, generate, load_llm
+from palr_utils.finetune.sft import FinetuneSpec, finetune, to_sft_dataset
+from palr_utils.llm.loading import LLMSpec, format_prompt, generate, load_llm
+from palr_utils.llm.prompts import rank_prompt
+from palr_utils.palr_rank.scoring import rank_scores
 from palr_utils.presets import resolve_config
-from palr_utils.prompts import rank_prompt
-from palr_utils.ranking import rank_scores
 from palr_utils.retrieval import SASRec, SequenceData, train
 
 
@@ -80,7 +80,7 @@ def check_sasrec(args, device: torch.device) -> dict:
 def check_qlora_and_inference(args, device: torch.device) -> tuple[dict, dict]:
     from transformers import AutoTokenizer
 
-    from palr_utils.llm import smollm2_folder
+    from palr_utils.llm.loading import smollm2_folder
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_folder()) if args.tiny else AutoTokenizer.from_pretrained(
         args.tokenizer

@@ -22,7 +22,7 @@ if [ "${1:-}" = "prepare" ]; then
     [ -f "$SOURCE/dataset.json" ] && cp "$SOURCE/dataset.json" "$GPU_DIR/ml-1m/"
     .venv/bin/python -c "
 from transformers import AutoTokenizer
-from palr_utils.llm import smollm2_folder
+from palr_utils.llm.loading import smollm2_folder
 AutoTokenizer.from_pretrained(smollm2_folder()).save_pretrained('$GPU_DIR/tokenizer')"
     du -sh "$GPU_DIR"
     echo "Carry data/gpu (64 MiB at most); if it is larger, drop wheels the GPU machine already has."

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from common import data_name, load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 
-from palr_utils.io import write_json
+from palr_utils.core.io import write_json
 from palr_utils.retrieval import build_baselines
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from palr_utils.constants import NOTEBOOKS
-from palr_utils.io import read_metrics, write_json
-from palr_utils.paths import project_root
-from palr_utils.runner import run_notebooks
+from palr_utils.core.constants import NOTEBOOKS
+from palr_utils.core.io import read_metrics, write_json
+from palr_utils.core.paths import project_root
+from palr_utils.course.runner import run_notebooks
 
 # What a notebook finds on disk when it resumes an earlier, interrupted run
 RESUMABLE_STATE = {

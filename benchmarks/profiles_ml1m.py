@@ -17,10 +17,10 @@ from pathlib import Path
 
 from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 
-from palr_utils.io import write_json
-from palr_utils.llm import load_llm
-from palr_utils.sampling import evaluation_users
-from palr_utils.user_profiles import build_profile_prompts, generate_profiles, llm_profile_writer, user_descriptions
+from palr_utils.core.io import write_json
+from palr_utils.core.sampling import evaluation_users
+from palr_utils.llm.loading import load_llm
+from palr_utils.profiles import build_profile_prompts, generate_profiles, llm_profile_writer, user_descriptions
 
 
 def main() -> None:

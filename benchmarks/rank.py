@@ -1,4 +1,4 @@
-"""Benchmark: does PALR-rank (an LLM trained to rank, palr_utils.ranking) improve on SASRec? `cpu` preset, real data.
+"""Benchmark: does PALR-rank (an LLM trained to rank, palr_utils.palr_rank) improve on SASRec? `cpu` preset, real data.
 
     .venv/bin/python benchmarks/rank.py [--data-dir ../shared/data/ml-1m] [--minutes 30] [--users 2000]
 
@@ -29,27 +29,21 @@ from pathlib import Path
 
 from common import data_name, load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
 
-from palr_utils.constants import TEST, VALID
-from palr_utils.evaluation import (
-    build_cases,
-    choose_fusion_weight,
-    delta_intervals,
-    fused_records,
-    rerank_identity,
-    retriever_records,
-    run_method,
-    shuffled_records,
-    summarize,
-)
-from palr_utils.finetune import finetune
-from palr_utils.io import write_json, write_parquet
-from palr_utils.llm import format_prompt, load_finetuned, load_tokenizer, template_tokens
-from palr_utils.paths import project_root
-from palr_utils.ranking import build_rank_examples, listwise_trainer_class, to_rank_dataset, verdict_token_ids
-from palr_utils.rerank import Reranker
+from palr_utils.core.constants import TEST, VALID
+from palr_utils.core.io import write_json, write_parquet
+from palr_utils.core.paths import project_root
+from palr_utils.core.sampling import evaluation_users, finetune_users
+from palr_utils.evaluation.cases import build_cases
+from palr_utils.evaluation.fusion import choose_fusion_weight, delta_intervals, fused_records
+from palr_utils.evaluation.methods import rerank_identity, retriever_records, run_method, shuffled_records, summarize
+from palr_utils.evaluation.rerankers import Reranker
+from palr_utils.finetune.sft import finetune
+from palr_utils.llm.loading import format_prompt, load_finetuned, load_tokenizer, template_tokens
+from palr_utils.palr_rank.examples import build_rank_examples
+from palr_utils.palr_rank.scoring import verdict_token_ids
+from palr_utils.palr_rank.trainer import listwise_trainer_class, to_rank_dataset
 from palr_utils.retrieval import SASRec, train
 from palr_utils.retrieval.candidates import export_candidates
-from palr_utils.sampling import evaluation_users, finetune_users
 
 
 def main() -> None:

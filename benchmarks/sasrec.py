@@ -22,8 +22,8 @@ from pathlib import Path
 
 from common import data_name, load_benchmark_data, training_record  # benchmarks/common.py
 
-from palr_utils.io import write_json
-from palr_utils.paths import project_root
+from palr_utils.core.io import write_json
+from palr_utils.core.paths import project_root
 from palr_utils.retrieval import Popularity, SASRec, train
 
 

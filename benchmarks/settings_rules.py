@@ -28,13 +28,13 @@ from pathlib import Path
 
 from common import machine  # benchmarks/common.py
 
+from palr_utils.core.io import write_json
+from palr_utils.core.paths import project_root
+from palr_utils.course.notebook import seed_everything
+from palr_utils.course.runner import present_notebooks, run_notebooks
 from palr_utils.data import load_processed
-from palr_utils.io import write_json
-from palr_utils.notebook import seed_everything
-from palr_utils.paths import project_root
 from palr_utils.presets import resolve_config
 from palr_utils.retrieval import SASRec, SequenceData, train
-from palr_utils.runner import present_notebooks, run_notebooks
 
 VARIANTS = {
     "half_beauty": "max_users=11181",  # half of Beauty's 22,363 users, then 5-core again

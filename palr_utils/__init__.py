@@ -1,6 +1,8 @@
-"""Helpers for the PALR tutorial notebooks: data, retrieval, user profiles, fine-tuning, run presets, plots.
+"""Helpers for the PALR tutorial notebooks, one folder per stage of the pipeline.
 
-Each submodule holds one concept; the notebooks import what a lesson needs.
+``core`` (names, files, caches, metrics) <- ``data`` (notebook 01) <- ``retrieval`` (03) <- ``llm`` <- ``profiles``
+(02) <- ``finetune`` (04) <- ``palr_rank`` (04) <- ``evaluation`` (05) <- ``presets`` <- ``course`` (running and
+publishing the lessons); each imports only the ones before it. The notebooks import what a lesson needs.
 """
 
 import logging

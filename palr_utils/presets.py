@@ -15,14 +15,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from palr_utils.constants import DATASETS, METRICS_DIR
+from palr_utils.core.constants import DATASETS, METRICS_DIR
+from palr_utils.core.overrides import OverrideError, apply_overrides, format_overrides, parse_overrides
+from palr_utils.core.paper import PAPER_TABLE_1
+from palr_utils.core.paths import project_root
 from palr_utils.data.synthetic import SyntheticSpec
-from palr_utils.finetune import FinetuneSpec
-from palr_utils.instructions import InstructionSpec
-from palr_utils.llm import PAPER_MODEL, LLMSpec
-from palr_utils.overrides import OverrideError, apply_overrides, format_overrides, parse_overrides
-from palr_utils.paper import PAPER_TABLE_1
-from palr_utils.paths import project_root
+from palr_utils.finetune.instructions import InstructionSpec
+from palr_utils.finetune.sft import FinetuneSpec
+from palr_utils.llm.loading import PAPER_MODEL, LLMSpec
 from palr_utils.retrieval.sasrec import SASRecConfig
 from palr_utils.retrieval.training import TrainingConfig
 from palr_utils.rules import SettingsChoice, SettingsRule, describe_choice, first_rule, fit_window, scale_budget
@@ -65,7 +65,7 @@ class RunPreset:
     # Generation (PALR_v1, PALR_v2) costs about a second per user on a CPU: it ranks a seeded subset of the
     # evaluated users (None: all of them); the one-pass methods rank every evaluated user.
     n_generation_users: int | None = None
-    # PALR-rank (palr_utils.ranking, our extension): trained to rank with a listwise loss, on the training
+    # PALR-rank (palr_utils.palr_rank, our extension): trained to rank with a listwise loss, on the training
     # prefixes of this share of users (the paper's PALR_v1/v2 keep its 20%)
     rank_fraction: float = 1.0
     rank_finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
@@ -81,7 +81,7 @@ class RunPreset:
     settings_rules: tuple[SettingsRule, ...] = field(default=(), compare=False, repr=False)
     window_sizes: tuple[int, ...] = (50, 100, 200)  # SASRec's and GRU4Rec's windows a rule chooses from
     min_budget_minutes: float = 5.0  # a fitted time budget is never shorter
-    # this run's OVERRIDES, as (dotted key, value) pairs (palr_utils.overrides): applied last, also after
+    # this run's OVERRIDES, as (dotted key, value) pairs (palr_utils.core.overrides): applied last, also after
     # ``for_data``, so that a user's setting wins over a data set's
     overrides: tuple[tuple[str, object], ...] = ()
 
@@ -167,7 +167,7 @@ class RunPreset:
 
     def with_overrides(self, overrides: str) -> RunPreset:
         """This preset with an OVERRIDES string applied (``"sasrec_training.max_minutes=20 finetune.lora_r=16"``);
-        an unknown key or a value of the wrong type raises :class:`~palr_utils.overrides.OverrideError`."""
+        an unknown key or a value of the wrong type raises :class:`~palr_utils.core.overrides.OverrideError`."""
         pairs = parse_overrides(overrides)
         for key, _ in pairs:
             if key.split(".")[0] in ("overrides", "dataset_overrides", "name") or key.endswith(".seed"):
@@ -402,7 +402,7 @@ def resolve_config(
     ``preset`` is the ``PROFILE`` parameter: tiny, cpu or paper. Empty strings mean "the default": the preset's
     data set, ``data/`` as the download cache and
     ``artifacts/<PROFILE>/<DATASET>/`` for outputs (``<folder>-custom`` for ``DATASET=custom``). ``overrides``
-    (the OVERRIDES parameter) changes single settings of the preset for this run (palr_utils.overrides).
+    (the OVERRIDES parameter) changes single settings of the preset for this run (palr_utils.core.overrides).
     """
     run_preset = get_preset(preset)
     dataset = dataset or run_preset.default_dataset

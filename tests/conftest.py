@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from palr_utils.constants import ITEM, TIMESTAMP, USER
+from palr_utils.core.constants import ITEM, TIMESTAMP, USER
 
 
 def pytest_collection_modifyitems(items):

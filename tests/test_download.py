@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import palr_utils.data as data_module
+from palr_utils.core.hashing import sha256_file
 from palr_utils.data.download import DownloadError, RemoteFile, fetch
-from palr_utils.hashing import sha256_file
 from palr_utils.presets import resolve_config
 
 

@@ -4,7 +4,7 @@ import tomllib
 
 import yaml
 
-from palr_utils.paths import project_root
+from palr_utils.core.paths import project_root
 
 
 def test_environment_yml_matches_pyproject():

@@ -16,20 +16,20 @@ import zipfile
 import pytest
 
 import palr_utils.data as data_module
-from palr_utils.cache import append_jsonl, read_jsonl, resumable_map
-from palr_utils.constants import ITEM, RATING, TITLE, USER
+from palr_utils.core.cache import append_jsonl, read_jsonl, resumable_map
+from palr_utils.core.constants import ITEM, RATING, TITLE, USER
+from palr_utils.core.io import StaleArtifactError, atomic_path
+from palr_utils.course.notebook import claim_artifact_dir
 from palr_utils.data import DataFormatError, load_raw_dataset, preprocess
 from palr_utils.data.beauty import load_beauty
 from palr_utils.data.custom import load_custom
 from palr_utils.data.movielens import load_movielens
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
-from palr_utils.io import StaleArtifactError, atomic_path
-from palr_utils.notebook import claim_artifact_dir
+from palr_utils.evaluation.parsing import match_answer
 from palr_utils.presets import parse_seed, resolve_config
-from palr_utils.rerank import match_answer
+from palr_utils.profiles import generate_profiles, parse_keywords
 from palr_utils.retrieval import SASRec, SequenceData, TrainingConfig, train
 from palr_utils.retrieval.sasrec import SASRecConfig
-from palr_utils.user_profiles import generate_profiles, parse_keywords
 
 ITEMS = "item_id\ttitle\tgenres\n1\tOne\tA\n2\tTwo\tB\n3\tThree\t\n"
 
@@ -260,7 +260,7 @@ def test_a_resumed_fine_tuning_keeps_the_time_budget_it_had_spent(tmp_path, monk
 
     from transformers import TrainerControl, TrainerState
 
-    from palr_utils.finetune import _training_clock
+    from palr_utils.finetune.sft import _training_clock
 
     clock = [100.0]
     monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
@@ -286,7 +286,7 @@ def test_without_a_budget_the_clock_only_keeps_time(tmp_path, monkeypatch):
 
     from transformers import TrainerControl, TrainerState
 
-    from palr_utils.finetune import _training_clock
+    from palr_utils.finetune.sft import _training_clock
 
     clock = [0.0]
     monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
@@ -299,7 +299,7 @@ def test_without_a_budget_the_clock_only_keeps_time(tmp_path, monkeypatch):
 
 
 def test_a_damaged_time_record_names_the_file_and_the_fix(tmp_path):
-    from palr_utils.finetune import spent_before
+    from palr_utils.finetune.sft import spent_before
 
     assert spent_before(tmp_path / "time_spent.json") == 0.0  # a fresh run, or a checkpoint from before the record
     (tmp_path / "time_spent.json").write_text("{not json")
@@ -433,7 +433,7 @@ def test_interactions_keep_their_count_and_order_through_loading(tmp_path):
 
 @pytest.mark.integration
 def test_a_trainer_checkpoint_cut_off_mid_save_is_skipped_when_resuming(tmp_path):
-    from palr_utils.finetune import last_complete_checkpoint
+    from palr_utils.finetune.sft import last_complete_checkpoint
 
     for step, state in ((50, '{"global_step": 50}'), (100, '{"global_step": 1'), (150, None)):
         folder = tmp_path / f"checkpoint-{step}"
@@ -448,7 +448,7 @@ def test_a_trainer_checkpoint_cut_off_mid_save_is_skipped_when_resuming(tmp_path
 
 @pytest.mark.integration
 def test_a_damaged_adapter_names_its_folder_and_the_fix(tmp_path):
-    from palr_utils.llm import LLMSpec, load_finetuned
+    from palr_utils.llm.loading import LLMSpec, load_finetuned
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()

@@ -15,10 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from palr_utils.constants import ATTRIBUTES, ITEM, TIMESTAMP, TITLE, USER
-from palr_utils.data import DataFormatError, load_processed, preprocess, save_processed
-from palr_utils.data.custom import load_custom
-from palr_utils.io import (
+from palr_utils.core.constants import ATTRIBUTES, ITEM, TIMESTAMP, TITLE, USER
+from palr_utils.core.io import (
     ArtifactDirError,
     ArtifactSet,
     IncompleteArtifactError,
@@ -27,11 +25,13 @@ from palr_utils.io import (
     prepare_artifact_dir,
     require_artifacts,
 )
-from palr_utils.notebook import claim_artifact_dir
+from palr_utils.core.titles import best_match, normalise_title, prompt_titles, shorten
+from palr_utils.course.notebook import claim_artifact_dir
+from palr_utils.data import DataFormatError, load_processed, preprocess, save_processed
+from palr_utils.data.custom import load_custom
+from palr_utils.evaluation.parsing import match_answer
 from palr_utils.presets import resolve_config
-from palr_utils.rerank import match_answer
-from palr_utils.titles import best_match, normalise_title, prompt_titles, shorten
-from palr_utils.user_profiles import build_profile_prompts, parse_keywords
+from palr_utils.profiles import build_profile_prompts, parse_keywords
 
 SHARED_BEAUTY = Path(__file__).resolve().parents[2] / "shared" / "data" / "beauty" / "items.tsv"
 
@@ -250,8 +250,8 @@ def test_profile_prompts_cut_long_titles_and_drop_the_oldest_items_until_they_fi
 
 @pytest.mark.integration
 def test_fifteen_long_titles_fit_smollm2s_context():
-    from palr_utils.llm import SMOLLM2, load_tokenizer, prompt_fitting
-    from palr_utils.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM
+    from palr_utils.llm.loading import SMOLLM2, load_tokenizer, prompt_fitting
+    from palr_utils.llm.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM
 
     tokenizer = load_tokenizer(SMOLLM2)
     fitting = prompt_fitting(tokenizer, SMOLLM2, 32, PROFILE_SYSTEM, PROFILE_ANSWER_PREFIX)
@@ -332,7 +332,7 @@ def test_an_unusable_artifact_folder_is_named_with_its_cause(tmp_path):
 
 
 def test_the_runner_checks_the_artifact_folder_before_anything_else(tmp_path):
-    from palr_utils.runner import run_notebooks
+    from palr_utils.course.runner import run_notebooks
 
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(ArtifactDirError, match="is a file"):

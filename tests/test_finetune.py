@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from palr_utils.finetune import FinetuneSpec, adapter_fingerprint, finetune, to_sft_dataset
-from palr_utils.io import StaleArtifactError
-from palr_utils.llm import LLMSpec, smollm2_folder
+from palr_utils.core.io import StaleArtifactError
+from palr_utils.finetune.sft import FinetuneSpec, adapter_fingerprint, finetune, to_sft_dataset
+from palr_utils.llm.loading import LLMSpec, smollm2_folder
 
 pytestmark = pytest.mark.integration  # real models, training or kernels: seconds each
 
@@ -113,7 +113,7 @@ def test_an_adapter_without_its_log_is_finished_again_not_a_dead_end(tiny_llama,
 
 
 def test_an_adapter_logged_before_the_training_time_reads_it_from_its_last_checkpoint(tmp_path):
-    from palr_utils.finetune import _read_result
+    from palr_utils.finetune.sft import _read_result
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
@@ -157,7 +157,8 @@ def test_a_run_with_other_examples_or_settings_is_refused_not_reused(tiny_llama,
 
 
 def test_the_listwise_trainer_ranks_parallel_candidates_and_is_part_of_its_identity(tiny_llama, tokenizer, tmp_path):
-    from palr_utils.ranking import listwise_trainer_class, to_rank_dataset, verdict_token_ids
+    from palr_utils.palr_rank.scoring import verdict_token_ids
+    from palr_utils.palr_rank.trainer import listwise_trainer_class, to_rank_dataset
 
     rows = pd.DataFrame({
         "prompt": [f"History: Movie {i}\nFor each candidate movie, answer Yes or No." for i in range(8)],
@@ -182,7 +183,8 @@ def test_the_listwise_ranking_trainer_learns_to_put_the_right_candidate_first(ti
     On tiny's invented titles there is nothing to learn in notebook 04's 8 steps (its loss stays near ln K);
     here the loss must fall well below chance, or the trainer, its masks or its loss are broken.
     """
-    from palr_utils.ranking import listwise_trainer_class, to_rank_dataset, verdict_token_ids
+    from palr_utils.palr_rank.scoring import verdict_token_ids
+    from palr_utils.palr_rank.trainer import listwise_trainer_class, to_rank_dataset
 
     rng = np.random.default_rng(0)
     words = ["apple", "river", "stone", "cloud", "paper", "glass", "chair", "bread"]

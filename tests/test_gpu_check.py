@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from palr_utils.paths import project_root
+from palr_utils.core.paths import project_root
 
 pytestmark = pytest.mark.integration
 

@@ -2,11 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from palr_utils.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, USER
+from palr_utils.core.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, USER
+from palr_utils.core.sampling import finetune_users
+from palr_utils.core.titles import prompt_titles, shorten
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
-from palr_utils.instructions import (
+from palr_utils.finetune.instructions import (
     RECOMMEND_RETRIEVAL,
     InstructionSpec,
     TrainingGraph,
@@ -17,8 +19,6 @@ from palr_utils.instructions import (
     swap_history_and_label,
 )
 from palr_utils.retrieval import SequenceData
-from palr_utils.sampling import finetune_users
-from palr_utils.titles import prompt_titles, shorten
 
 
 def _hand_made() -> SequenceData:
@@ -148,7 +148,7 @@ def test_retrieval_answers_name_each_target_by_its_letter(synthetic):
 
 
 def test_recommend_answers_are_numbered_lists_that_the_evaluation_parser_reads_back(synthetic):
-    from palr_utils.rerank import answer_lines
+    from palr_utils.evaluation.parsing import answer_lines
 
     processed, data = synthetic
     spec = InstructionSpec(n_targets=4, swap_probability=0)
@@ -195,7 +195,7 @@ def test_every_example_fits_max_length_with_the_chat_template_and_end_token(synt
     templated prompt, the answer and the end-of-sequence token: that must fit too."""
     from transformers import AutoTokenizer
 
-    from palr_utils.llm import format_prompt, smollm2_folder, template_tokens
+    from palr_utils.llm.loading import format_prompt, smollm2_folder, template_tokens
 
     processed, data = synthetic
     tokenizer = AutoTokenizer.from_pretrained(smollm2_folder())

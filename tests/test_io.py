@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from palr_utils.io import (
+from palr_utils.core.io import (
     MissingArtifactError,
     StaleArtifactError,
     atomic_path,

@@ -7,7 +7,7 @@ import json
 import papermill
 import pytest
 
-from palr_utils.runner import NOTEBOOKS, present_notebooks
+from palr_utils.course.runner import NOTEBOOKS, present_notebooks
 
 
 def _cells(stem: str) -> list[tuple[str, str]]:
@@ -45,7 +45,7 @@ def test_lessons_are_committed_without_outputs(stem):
             assert not cell["outputs"] and cell["execution_count"] is None
 
 
-# --- publishing an executed run as lessons (palr_utils.lessons, `make lessons`) -------------------------------
+# --- publishing an executed run as lessons (palr_utils.course.lessons, `make lessons`) -------------------------------
 
 
 def _executed(source: str, output: str, count: int | None = 1, error: bool = False) -> dict:
@@ -73,7 +73,7 @@ def _run_folder(tmp_path, notebooks: dict[str, dict], metrics: dict[str, dict] |
 
 
 def test_published_lessons_keep_outputs_hide_machine_paths_and_list_what_ran(tmp_path):
-    from palr_utils.lessons import publish_lessons
+    from palr_utils.course.lessons import publish_lessons
 
     artifact_dir = _run_folder(tmp_path, {})
     printed = f"artifacts : {artifact_dir}/x\ndata dir  : /home/me/data/beauty\n"
@@ -97,7 +97,7 @@ def test_published_lessons_keep_outputs_hide_machine_paths_and_list_what_ran(tmp
     ],
 )
 def test_a_notebook_that_failed_or_stopped_is_not_published(tmp_path, notebook, reason):
-    from palr_utils.lessons import publish_lessons
+    from palr_utils.course.lessons import publish_lessons
 
     finished = _executed("print(1)", "1\n")
     artifact_dir = _run_folder(tmp_path, {"01_preprocessing": finished, "02_user_profiles": notebook})
@@ -110,7 +110,7 @@ def test_a_notebook_that_failed_or_stopped_is_not_published(tmp_path, notebook, 
 
 
 def test_publishing_a_run_that_never_ran_says_what_to_do(tmp_path):
-    from palr_utils.lessons import LessonNotReady, publish_lessons
+    from palr_utils.course.lessons import LessonNotReady, publish_lessons
 
     with pytest.raises(LessonNotReady, match="run the pipeline first"):
         publish_lessons(tmp_path / "nothing", tmp_path / "lessons")
@@ -120,8 +120,8 @@ def test_publishing_a_run_that_never_ran_says_what_to_do(tmp_path):
 def test_every_exercise_is_graded_hinted_and_solved(stem):
     import re
 
-    from palr_utils.lessons import solution_blocks
-    from palr_utils.paths import project_root
+    from palr_utils.core.paths import project_root
+    from palr_utils.course.lessons import solution_blocks
 
     text = next(text for kind, text in _cells(stem) if kind == "markdown" and "## Exercises" in text)
     exercises = re.findall(r"^\d+\. (★+) ", text.split("## Exercises")[1], flags=re.M)

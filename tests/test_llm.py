@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from palr_utils.llm import (
+from palr_utils.llm.loading import (
     LLMSpec,
     ModelUnavailableError,
     format_prompt,
@@ -75,7 +75,7 @@ def test_generation_can_be_made_to_start_with_given_tokens(smollm2):
 def test_answer_start_masks_only_the_first_two_steps():
     import torch
 
-    from palr_utils.llm import AnswerStart
+    from palr_utils.llm.loading import AnswerStart
 
     processor = AnswerStart([[1], [2, 3]], prompt_length=5, second_ids=[4])
     scores = torch.zeros(2, 6)
@@ -112,8 +112,8 @@ def test_unreachable_hub_id_names_the_offline_alternatives(monkeypatch):
 
 
 def test_bf16_only_where_the_cpu_supports_it():
-    from palr_utils.devices import cpu_supports_bf16
-    from palr_utils.llm import resolve_dtype
+    from palr_utils.core.devices import cpu_supports_bf16
+    from palr_utils.llm.loading import resolve_dtype
 
     expected = torch.bfloat16 if cpu_supports_bf16() else torch.float32
     if not torch.cuda.is_available():

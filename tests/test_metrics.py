@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import ndcg_score
 
-from palr_utils.metrics import (
+from palr_utils.core.metrics import (
     hit_rate_at_k,
     log_softmax,
     ndcg_at_k,

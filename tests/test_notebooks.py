@@ -16,12 +16,12 @@ import sys
 import numpy as np
 import pytest
 
-from palr_utils.io import read_metrics
-from palr_utils.lessons import solution_blocks
-from palr_utils.paths import project_root
+from palr_utils.core.io import read_metrics
+from palr_utils.core.paths import project_root
+from palr_utils.course.lessons import solution_blocks
+from palr_utils.course.runner import NOTEBOOKS, present_notebooks, run_notebooks
+from palr_utils.llm.prompts import CANDIDATE_LABELS
 from palr_utils.presets import get_preset
-from palr_utils.prompts import CANDIDATE_LABELS
-from palr_utils.runner import NOTEBOOKS, present_notebooks, run_notebooks
 
 pytestmark = pytest.mark.notebooks
 
@@ -127,9 +127,9 @@ def test_custom_data_the_preset_does_not_know_gets_settings_by_its_statistics(tm
 
 
 def test_02_profiles_written_by_the_real_model(tiny_run):
+    from palr_utils.core.sampling import evaluation_users, finetune_users
     from palr_utils.presets import PRESETS
-    from palr_utils.sampling import evaluation_users, finetune_users
-    from palr_utils.user_profiles import read_profiles
+    from palr_utils.profiles import read_profiles
 
     metrics = read_metrics(tiny_run, "02_user_profiles")
     n_users = read_metrics(tiny_run, "01_preprocessing")["n_users"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from palr_utils.overrides import OverrideError, format_overrides, parse_overrides
+from palr_utils.core.overrides import OverrideError, format_overrides, parse_overrides
 from palr_utils.presets import resolve_config
 
 
@@ -58,7 +58,7 @@ def test_an_override_wins_over_a_data_sets_settings_and_is_kept_in_the_record():
 def test_an_override_changes_the_identity_of_what_it_trains():
     from datasets import Dataset
 
-    from palr_utils.finetune import run_identity
+    from palr_utils.finetune.sft import run_identity
 
     rows = Dataset.from_dict({"prompt": ["p"], "completion": ["c"]})
     plain, changed = (resolve_config("cpu", overrides=o).preset for o in ("", "finetune.lora_r=16"))
@@ -72,7 +72,7 @@ def test_format_round_trips():
 
 
 def test_the_runner_refuses_a_misspelt_override_before_any_notebook(tmp_path):
-    from palr_utils.runner import run_notebooks
+    from palr_utils.course.runner import run_notebooks
 
     with pytest.raises(OverrideError, match="no setting"):
         run_notebooks("tiny", artifact_dir=str(tmp_path / "out"), notebooks=[], overrides="sasrec.hidden=3")

@@ -2,7 +2,7 @@ import gzip
 
 import pytest
 
-from palr_utils.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
+from palr_utils.core.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
 from palr_utils.data.beauty import META_FILE, REVIEWS_FILE, load_beauty
 from palr_utils.data.custom import load_custom
 from palr_utils.data.movielens import find_movielens_folder, load_movielens

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from palr_utils.constants import ITEM, RAW_ITEM, RAW_USER, SPLIT, TIMESTAMP, TITLE, USER
+from palr_utils.core.constants import ITEM, RAW_ITEM, RAW_USER, SPLIT, TIMESTAMP, TITLE, USER
 from palr_utils.data import RawDataset, preprocess
 from palr_utils.data.preprocessing import (
     build_id_map,

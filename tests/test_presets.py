@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from palr_utils.paths import project_root
+from palr_utils.core.paths import project_root
 from palr_utils.presets import PRESETS, resolve_config
 
 
@@ -38,7 +38,7 @@ def test_unknown_names_are_refused_with_the_choices(preset, dataset, message):
 def test_the_reranked_list_is_as_long_as_the_training_lists_and_fits_the_export():
     import dataclasses
 
-    from palr_utils.instructions import InstructionSpec
+    from palr_utils.finetune.instructions import InstructionSpec
     from palr_utils.presets import PRESETS
 
     for preset in PRESETS.values():

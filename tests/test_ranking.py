@@ -10,31 +10,24 @@ import pandas as pd
 import pytest
 import torch
 
-from palr_utils.constants import ITEM, SPLIT, TITLE, USER, VALID
+from palr_utils.core.constants import ITEM, SPLIT, TITLE, USER, VALID
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
-from palr_utils.evaluation import (
-    EvalCase,
-    choose_fusion_weight,
-    delta_intervals,
-    fused_records,
-    ndcg_by_group,
-    rank_changes,
-    retriever_records,
-)
-from palr_utils.llm import format_prompt
-from palr_utils.prompts import rank_candidate
-from palr_utils.ranking import (
-    build_rank_examples,
+from palr_utils.evaluation.cases import EvalCase, rank_changes
+from palr_utils.evaluation.fusion import choose_fusion_weight, delta_intervals, fused_records, fusion_scores
+from palr_utils.evaluation.methods import ndcg_by_group, retriever_records
+from palr_utils.llm.loading import format_prompt
+from palr_utils.llm.prompts import rank_candidate
+from palr_utils.palr_rank.examples import build_rank_examples
+from palr_utils.palr_rank.scoring import (
     candidate_attention_mask,
     collate_candidates,
     encode_candidates,
-    fusion_scores,
-    listwise_loss,
     rank_scores,
     verdict_token_ids,
 )
+from palr_utils.palr_rank.trainer import listwise_loss
 from palr_utils.retrieval import SequenceData
 from palr_utils.retrieval.candidates import RANK
 
@@ -43,7 +36,7 @@ from palr_utils.retrieval.candidates import RANK
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from palr_utils.llm import smollm2_folder
+    from palr_utils.llm.loading import smollm2_folder
 
     return AutoTokenizer.from_pretrained(smollm2_folder())
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from palr_utils import readings
+from palr_utils.course import readings
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 Each of our (HR@10, NDCG@10) pairs must be one method's pair in that data set's recorded pipeline
 (`benchmarks/results/pipeline_*_cpu.json`, notebooks 03 and 05) at the precision the README prints, and each
-paper cell must be that model's cell of Table 2 (`palr_utils.paper`). A number typed by hand, or left behind by an
+paper cell must be that model's cell of Table 2 (`palr_utils.core.paper`). A number typed by hand, or left behind by an
 earlier run, fails here.
 """
 
@@ -13,8 +13,8 @@ import re
 
 import pytest
 
-from palr_utils.paper import PAPER_TABLE_2
-from palr_utils.paths import project_root
+from palr_utils.core.paper import PAPER_TABLE_2
+from palr_utils.core.paths import project_root
 
 ROOT = project_root()
 # The README's bold heading of each table -> (Table 2's name of the data set, the recorded pipeline)

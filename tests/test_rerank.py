@@ -5,29 +5,19 @@ import pandas as pd
 import pytest
 import torch
 
-from palr_utils.evaluation import (
-    EvalCase,
-    build_cases,
-    rerank_identity,
-    retriever_records,
-    run_method,
-    shuffled_records,
-    summarize,
-)
-from palr_utils.io import StaleArtifactError
-from palr_utils.presets import get_preset
-from palr_utils.rerank import (
+from palr_utils.core.io import StaleArtifactError
+from palr_utils.evaluation.cases import EvalCase, build_cases, rank_in_list
+from palr_utils.evaluation.methods import rerank_identity, retriever_records, run_method, shuffled_records, summarize
+from palr_utils.evaluation.parsing import answer_lines, backfill, match_answer
+from palr_utils.evaluation.rerankers import (
     Reranker,
-    answer_lines,
-    backfill,
     calibrated_scores,
     label_period_id,
     label_token_ids,
     letter_prior,
     letter_scores,
-    match_answer,
-    rank_in_list,
 )
+from palr_utils.presets import get_preset
 from palr_utils.retrieval import SequenceData
 
 TITLES = ["Toy Story (1995)", "Heat (1995)", "Casino (1995)", "Alien (1979)", "Aliens (1986)", "Jaws (1975)"]
@@ -134,7 +124,7 @@ def test_generation_is_held_to_a_letter_and_its_period():
 
 
 def test_fast_mode_final_list_and_metrics_on_a_hand_made_case(monkeypatch):
-    import palr_utils.rerank as rerank
+    import palr_utils.evaluation.rerankers as rerank
 
     monkeypatch.setattr(rerank, "format_prompt", lambda tokenizer, prompt: prompt + "\nAnswer:")
     case = EvalCase(user=0, target=5, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])
@@ -191,7 +181,7 @@ def test_calibration_removes_a_position_preference_shared_by_every_prompt():
 
 
 def test_calibrated_fast_mode_uses_the_prior_of_validation_prompts(monkeypatch):
-    import palr_utils.rerank as rerank
+    import palr_utils.evaluation.rerankers as rerank
 
     monkeypatch.setattr(rerank, "format_prompt", lambda tokenizer, prompt: prompt + "\nAnswer:")
     case = EvalCase(user=0, target=3, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from palr_utils.constants import ITEM, SPLIT, TIMESTAMP, USER
+from palr_utils.core.constants import ITEM, SPLIT, TIMESTAMP, USER
+from palr_utils.core.io import StaleArtifactError
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
-from palr_utils.io import StaleArtifactError
 from palr_utils.retrieval import (
     Popularity,
     SASRec,
@@ -332,7 +332,7 @@ def test_training_prefix_leaves_at_least_one_item():
 
 
 def test_bf16_autocast_auto_asks_the_cpu():
-    from palr_utils.devices import cpu_supports_bf16
+    from palr_utils.core.devices import cpu_supports_bf16
 
     assert TrainingConfig(bf16_autocast="auto").uses_bf16() == cpu_supports_bf16()
     assert TrainingConfig(bf16_autocast=True).uses_bf16() and not TrainingConfig().uses_bf16()

@@ -93,7 +93,7 @@ def test_a_preset_without_settings_for_a_recognised_data_set_does_not_claim_any(
 
 
 def test_a_sample_of_a_paper_data_set_is_other_data():
-    from palr_utils.paper import paper_dataset
+    from palr_utils.core.paper import paper_dataset
 
     assert paper_dataset("ml-1m", 6040, 3416, 999_611) == paper_dataset("custom", 6040, 3416, 999_611) == "ml-1m"
     assert paper_dataset("beauty", 6322, 4163, 57_004) is None
@@ -115,7 +115,7 @@ def test_notebook_01_statistics_describe_the_histories(tmp_path):
 
 
 def test_generating_methods_are_compared_with_sasrec_on_their_own_users():
-    from palr_utils.evaluation import METHOD_NAMES, SASREC_ON_GENERATION_USERS, same_users_baseline
+    from palr_utils.evaluation.methods import METHOD_NAMES, SASREC_ON_GENERATION_USERS, same_users_baseline
 
     assert same_users_baseline("palr_v2") == same_users_baseline("palr_v1") == SASREC_ON_GENERATION_USERS
     assert same_users_baseline("palr_fused") == "sasrec" and set(METHOD_NAMES) >= {"palr_v1", "palr_fused"}

@@ -7,8 +7,8 @@ import re
 import nbformat
 import pytest
 
-from palr_utils.io import headline
-from palr_utils.runner import NotebookFailed, run_notebooks
+from palr_utils.core.io import headline
+from palr_utils.course.runner import NotebookFailed, run_notebooks
 
 
 def test_headline_prefers_test_ndcg_and_skips_flags():

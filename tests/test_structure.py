@@ -11,27 +11,39 @@ import numpy as np
 import pytest
 import torch
 
+from palr_utils.core.devices import resolve_device
+from palr_utils.core.paths import project_root
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
-from palr_utils.devices import resolve_device
 from palr_utils.presets import resolve_config
 from palr_utils.retrieval import SASRec, SASRecConfig, SequenceData, TrainingConfig, build_baselines, train
 
-UPPER_LAYERS = {
-    "palr_utils.data": ["retrieval", "llm", "finetune", "instructions", "ranking", "evaluation", "presets"],
-    "palr_utils.retrieval": ["llm", "finetune", "instructions", "ranking", "evaluation", "presets"],
-}
+# The stages from the bottom up: a folder (or module) may import those before it, never one after it.
+LAYERS = ("core", "data", "retrieval", "llm", "profiles", "finetune", "palr_rank", "evaluation", "presets", "course")
 
 
-@pytest.mark.parametrize("package", sorted(UPPER_LAYERS))
+def test_every_module_of_the_package_has_its_layer():
+    root = project_root() / "palr_utils"
+    found = {path.stem if path.parent == root else path.parent.name for path in root.rglob("*.py")
+             if path.parent == root or path.parent.parent == root} - {"__init__", "rules"}  # fmt: skip (rules: the presets' own)
+    assert found == set(LAYERS), f"modules without a layer: {found - set(LAYERS)}; layers without a module: " \
+                                 f"{set(LAYERS) - found}"
+
+
+@pytest.mark.parametrize("layer", LAYERS[:-1])
 @pytest.mark.integration
-def test_a_layer_imports_nothing_above_it(package):
-    code = f"import sys, json; import {package}; print(json.dumps(sorted(sys.modules)))"
+def test_a_layer_imports_nothing_above_it(layer):
+    code = (f"import importlib, json, pkgutil, sys; import palr_utils.{layer} as layer; "
+            "[importlib.import_module(m.name) for m in pkgutil.walk_packages(getattr(layer, '__path__', []), "
+            "layer.__name__ + '.') if not m.name.endswith('.cli')]; print(json.dumps(sorted(sys.modules)))")
+    # (a command line, such as finetune.cli, resolves a preset: it stands on top of every layer)
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                            check=True).stdout))  # fmt: skip
-    above = [f"palr_utils.{name}" for name in UPPER_LAYERS[package] if f"palr_utils.{name}" in loaded]
-    assert not above, f"import {package} loads {above}: a lower layer must not import a higher one"
+    above = LAYERS[LAYERS.index(layer) + 1 :]
+    loaded_above = sorted(m for m in loaded if any(m == f"palr_utils.{a}" or m.startswith(f"palr_utils.{a}.")
+                                                   for a in above))  # fmt: skip
+    assert not loaded_above, f"palr_utils.{layer} loads {loaded_above}: a lower layer must not import a higher one"
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +96,8 @@ def test_a_gpu_asked_for_where_there_is_none_is_a_clear_error():
 
 
 def test_palr_cpu_bf16_0_takes_the_float32_path_on_any_cpu(monkeypatch):
-    from palr_utils.devices import cpu_supports_bf16
-    from palr_utils.llm import LLMSpec, resolve_dtype
+    from palr_utils.core.devices import cpu_supports_bf16
+    from palr_utils.llm.loading import LLMSpec, resolve_dtype
 
     monkeypatch.setenv("PALR_CPU_BF16", "0")
     assert cpu_supports_bf16() is False

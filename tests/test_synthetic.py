@@ -1,6 +1,6 @@
 import numpy as np
 
-from palr_utils.constants import ITEM, USER
+from palr_utils.core.constants import ITEM, USER
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
 from palr_utils.data.synthetic import SyntheticSpec, generate_synthetic, write_synthetic

@@ -3,9 +3,9 @@ import json
 import pandas as pd
 import pytest
 
-from palr_utils.constants import ATTRIBUTES, ITEM, TITLE
-from palr_utils.prompts import profile_prompt, top_attributes
-from palr_utils.user_profiles import build_profile_prompts, generate_profiles, parse_keywords, read_profiles
+from palr_utils.core.constants import ATTRIBUTES, ITEM, TITLE
+from palr_utils.llm.prompts import profile_prompt, top_attributes
+from palr_utils.profiles import build_profile_prompts, generate_profiles, parse_keywords, read_profiles
 
 
 @pytest.mark.parametrize(

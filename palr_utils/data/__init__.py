@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from palr_utils.constants import ATTRIBUTES, DOMAINS, INTERACTIONS_FILE, ITEMS_FILE, NOTEBOOKS, USERS_FILE
+from palr_utils.core.constants import ATTRIBUTES, DOMAINS, INTERACTIONS_FILE, ITEMS_FILE, NOTEBOOKS, USERS_FILE
+from palr_utils.core.hashing import sha256_file, sha256_hex
+from palr_utils.core.io import ArtifactSet, atomic_path, require_artifacts, write_json
+from palr_utils.core.paper import paper_dataset
 from palr_utils.data.beauty import META_FILE, REVIEWS_FILE, load_beauty
 from palr_utils.data.custom import MISSING_TITLE_POLICIES, load_custom
 from palr_utils.data.download import BEAUTY_META, BEAUTY_REVIEWS, ML_1M_ZIP, DownloadError, fetch
@@ -26,9 +29,6 @@ from palr_utils.data.movielens import ML_1M_RECORDS, find_movielens_folder, load
 from palr_utils.data.preprocessing import ProcessedDataset, data_statistics, preprocess
 from palr_utils.data.schema import DataFormatError, RawDataset
 from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
-from palr_utils.hashing import sha256_file, sha256_hex
-from palr_utils.io import ArtifactSet, atomic_path, require_artifacts, write_json
-from palr_utils.paper import paper_dataset
 
 if TYPE_CHECKING:  # the run settings sit above the data layer: imported for annotations only
     from palr_utils.presets import RunConfig

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from palr_utils.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
+from palr_utils.core.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
 from palr_utils.data.schema import DataFormatError, RawDataset, normalise_titles, raise_for_bad_lines
 
 REVIEWS_FILE = "reviews_Beauty_5.json.gz"

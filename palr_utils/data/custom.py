@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from palr_utils.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
+from palr_utils.core.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
 from palr_utils.data.schema import (
     DataFormatError,
     RawDataset,

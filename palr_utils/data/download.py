@@ -16,8 +16,8 @@ from pathlib import Path
 import pooch
 import requests
 
-from palr_utils.hashing import sha256_file
-from palr_utils.io import atomic_path
+from palr_utils.core.hashing import sha256_file
+from palr_utils.core.io import atomic_path
 
 log = logging.getLogger(__name__)
 

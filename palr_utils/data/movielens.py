@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from palr_utils.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
+from palr_utils.core.constants import ATTRIBUTES, ITEM, RATING, TIMESTAMP, TITLE, USER
 from palr_utils.data.schema import DataFormatError, RawDataset, raise_for_bad_lines, split_attributes
 
 RATINGS_COLUMNS = [USER, ITEM, RATING, TIMESTAMP]

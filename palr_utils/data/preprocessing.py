@@ -16,17 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from palr_utils.constants import (
-    ITEM,
-    RAW_ITEM,
-    RAW_USER,
-    SPLIT,
-    TEST,
-    TIMESTAMP,
-    TRAIN,
-    USER,
-    VALID,
-)
+from palr_utils.core.constants import ITEM, RAW_ITEM, RAW_USER, SPLIT, TEST, TIMESTAMP, TRAIN, USER, VALID
 from palr_utils.data.schema import DataFormatError, RawDataset
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from palr_utils.constants import ATTRIBUTES, ITEM, TIMESTAMP, TITLE, USER
-from palr_utils.titles import normalise_title
+from palr_utils.core.constants import ATTRIBUTES, ITEM, TIMESTAMP, TITLE, USER
+from palr_utils.core.titles import normalise_title
 
 
 class DataFormatError(ValueError):
@@ -70,7 +70,7 @@ def split_attributes(values: pd.Series, separator: str = "|") -> pd.Series:
 
 
 def normalise_titles(titles: pd.Series, source: str | Path) -> pd.Series:
-    """Titles with control characters and line separators as spaces (:func:`palr_utils.titles.normalise_title`);
+    """Titles with control characters and line separators as spaces (:func:`palr_utils.core.titles.normalise_title`);
     a warning says how many changed. A title that is empty afterwards counts as missing."""
     cleaned = titles.fillna("").astype(str).map(normalise_title)
     changed = cleaned != titles.fillna("").astype(str).str.strip()

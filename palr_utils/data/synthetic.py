@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from palr_utils.io import atomic_path
+from palr_utils.core.io import atomic_path
 
 GENRES = [
     "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from palr_utils.metrics import ranking_metrics, target_ranks
+from palr_utils.core.metrics import ranking_metrics, target_ranks
 from palr_utils.retrieval.sequences import SequenceData
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from palr_utils.constants import ITEM, SPLIT, TEST, TRAIN, USER, VALID
+from palr_utils.core.constants import ITEM, SPLIT, TEST, TRAIN, USER, VALID
 from palr_utils.retrieval.base import Retriever
 from palr_utils.retrieval.sequences import SequenceData
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from palr_utils.constants import ITEM, SPLIT, TEST, TRAIN, USER, VALID
-from palr_utils.hashing import sha256_hex
+from palr_utils.core.constants import ITEM, SPLIT, TEST, TRAIN, USER, VALID
+from palr_utils.core.hashing import sha256_hex
 
 SPLITS = (VALID, TEST)
 
@@ -42,7 +42,7 @@ class SequenceData:
         A retriever trained on this data never saw the item that followed a training history, so its candidates
         for that history look like the ones evaluation gives; a retriever trained on the full training data has
         learned that very transition, and its candidates for its own training prefixes are not like test ones
-        (PALR-rank's training examples, palr_utils.ranking, come from the one-step-back retriever).
+        (PALR-rank's training examples, palr_utils.palr_rank, come from the one-step-back retriever).
         """
         short = [user for user, items in enumerate(self.train) if len(items) < 2]
         if short:

@@ -22,9 +22,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from palr_utils.constants import VALID
-from palr_utils.devices import bf16_autocast, cpu_supports_bf16, resolve_device
-from palr_utils.io import StaleArtifactError, atomic_path, describe_error, progress_bars_disabled, write_json
+from palr_utils.core.constants import VALID
+from palr_utils.core.devices import bf16_autocast, cpu_supports_bf16, resolve_device
+from palr_utils.core.io import StaleArtifactError, atomic_path, describe_error, progress_bars_disabled, write_json
 from palr_utils.retrieval.base import Retriever
 from palr_utils.retrieval.sequences import SequenceData
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from palr_utils.hashing import sha256_hex
-from palr_utils.io import StaleArtifactError, atomic_path, ensure_identity, progress_bars_disabled
+from palr_utils.core.hashing import sha256_hex
+from palr_utils.core.io import StaleArtifactError, atomic_path, ensure_identity, progress_bars_disabled
 
 SECONDS = "seconds"
 INPUT = "input_sha256"  # with check_inputs: the fingerprint of the input a record was made from

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from palr_utils.constants import DOMAINS
+from palr_utils.core.constants import DOMAINS
 
 PROFILE_SYSTEM = "You are a helpful assistant that describes a person's taste in a few short keywords."
 # The answer is started for the model: small models otherwise tend to repeat the prompt.
@@ -135,7 +135,7 @@ def _history_and_candidates(
 
 
 def rank_prompt(history_titles: Sequence[str], keywords: Sequence[str] = (), domain: str = "movie") -> str:
-    """The question PALR-rank (palr_utils.ranking) answers for every candidate: the history, the preferences and
+    """The question PALR-rank (palr_utils.palr_rank) answers for every candidate: the history, the preferences and
     the instruction. The candidates are not listed here: each is appended after the prompt as its own
     :func:`rank_candidate` line, and reads the prompt but not the other candidates."""
     noun_history, noun, verb = _HISTORY_WORDS[domain]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from palr_utils.constants import ITEM, USER
+from palr_utils.core.constants import ITEM, USER
 
 
 def plot_history_lengths(interactions: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Axes:

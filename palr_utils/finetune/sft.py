@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from palr_utils.hashing import sha256_file, sha256_hex
-from palr_utils.io import StaleArtifactError, atomic_path, ensure_identity, progress_bars_disabled, write_json
-from palr_utils.llm import LLMSpec, format_prompt, quantization_config_4bit, resolve_dtype, resolve_model_path
+from palr_utils.core.hashing import sha256_file, sha256_hex
+from palr_utils.core.io import StaleArtifactError, atomic_path, ensure_identity, progress_bars_disabled, write_json
+from palr_utils.llm.loading import LLMSpec, format_prompt, quantization_config_4bit, resolve_dtype, resolve_model_path
 
 ADAPTER_DIR = "adapter"
 IDENTITY_FILE = "run_identity.json"
@@ -313,7 +313,7 @@ def finetune(
     The model is passed to SFTTrainer by path or id, so that with ``llm.load_in_4bit``
     SFTTrainer itself loads it in 4-bit NF4 (QLoRA). An existing finished adapter is reused, and an
     interrupted run resumed, only when model, settings and examples are the ones they were made with
-    (otherwise :class:`~palr_utils.io.StaleArtifactError` says which differ). ``trainer_class`` (a subclass
+    (otherwise :class:`~palr_utils.core.io.StaleArtifactError` says which differ). ``trainer_class`` (a subclass
     of SFTTrainer with another loss, e.g. ``ranking.listwise_trainer_class()``) and its extra
     ``trainer_kwargs`` (JSON values) become part of that identity.
     """

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from palr_utils.devices import cpu_supports_bf16
-from palr_utils.io import atomic_path, describe_error
-from palr_utils.paths import project_root
+from palr_utils.core.devices import cpu_supports_bf16
+from palr_utils.core.io import atomic_path, describe_error
+from palr_utils.core.paths import project_root
 
 log = logging.getLogger(__name__)
 

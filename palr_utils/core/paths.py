@@ -12,4 +12,4 @@ def project_root() -> Path:
     ``DATA_DIR`` works from Jupyter (which runs in ``notebooks/``) and from
     papermill or make (which run in the root).
     """
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]

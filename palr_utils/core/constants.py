@@ -29,13 +29,13 @@ INTERACTIONS_FILE = "interactions.parquet"
 ITEMS_FILE = "items.parquet"
 USERS_FILE = "users.parquet"
 METRICS_DIR = "metrics"
-# Stages whose output files belong together: each commits them with a manifest (palr_utils.io.ArtifactSet),
+# Stages whose output files belong together: each commits them with a manifest (palr_utils.core.io.ArtifactSet),
 # written last, that later stages check.
 MANIFESTS_DIR = "manifests"
 STAGES_WITH_MANIFEST = ("01_preprocessing", "03_sasrec_retrieval")
 
 DATASETS = ("ml-1m", "beauty", "custom", "synthetic")
-# How prompts speak of a catalogue's items (palr_utils.prompts.DOMAIN_WORDS); a custom data folder may declare
+# How prompts speak of a catalogue's items (palr_utils.llm.prompts.DOMAIN_WORDS); a custom data folder may declare
 # its own in dataset.json, e.g. {"domain": "book"}.
 DOMAINS = ("movie", "product", "book", "item")
 

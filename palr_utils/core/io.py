@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from palr_utils.constants import MANIFESTS_DIR, METRICS_DIR, STAGES_WITH_MANIFEST
-from palr_utils.hashing import sha256_file
+from palr_utils.core.constants import MANIFESTS_DIR, METRICS_DIR, STAGES_WITH_MANIFEST
+from palr_utils.core.hashing import sha256_file
 
 
 @contextlib.contextmanager
@@ -251,7 +251,7 @@ def require_artifacts(artifact_dir: str | Path, files: list[str], producer: str)
     """Return the paths of ``files`` under ``artifact_dir`` or stop with a clear message.
 
     ``producer`` is the notebook stem that writes them, e.g. ``"01_preprocessing"``. Files of a stage that
-    commits its outputs together (:data:`~palr_utils.constants.STAGES_WITH_MANIFEST`) must be one committed set.
+    commits its outputs together (:data:`~palr_utils.core.constants.STAGES_WITH_MANIFEST`) must be one committed set.
     """
     paths = [Path(artifact_dir) / name for name in files]
     missing = [p.name for p in paths if not p.exists()]

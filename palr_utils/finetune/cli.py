@@ -1,6 +1,6 @@
 """Fine-tune PALR_v1 and PALR_v2 outside the notebook, e.g. on several GPUs with Accelerate.
 
-    accelerate launch -m palr_utils.finetune_cli --profile paper --artifact-dir artifacts/paper/ml-1m
+    accelerate launch -m palr_utils.finetune.cli --profile paper --artifact-dir artifacts/paper/ml-1m
 
 Reads the instruction data notebook 04 wrote (``instructions.parquet``) and trains the
 same adapters, in the same folders, with the same TRL trainer; notebook 04 then
@@ -13,10 +13,10 @@ import argparse
 
 import pandas as pd
 
-from palr_utils.finetune import finetune, to_sft_dataset
-from palr_utils.instructions import RECOMMEND
-from palr_utils.io import require_artifacts
-from palr_utils.llm import load_tokenizer
+from palr_utils.core.io import require_artifacts
+from palr_utils.finetune.instructions import RECOMMEND
+from palr_utils.finetune.sft import finetune, to_sft_dataset
+from palr_utils.llm.loading import load_tokenizer
 from palr_utils.presets import resolve_config
 
 

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from palr_utils.io import StaleArtifactError, create_exclusive, prepare_artifact_dir
+from palr_utils.core.io import StaleArtifactError, create_exclusive, prepare_artifact_dir
 from palr_utils.presets import RunConfig, resolve_config
 
 DATA_SOURCE_FILE = "data_source.json"

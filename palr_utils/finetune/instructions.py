@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from palr_utils.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, TRAIN, USER
-from palr_utils.prompts import CANDIDATE_LABELS, fit_history, recommend_prompt, recommend_retrieval_prompt
+from palr_utils.core.constants import ATTRIBUTES, ITEM, SPLIT, TITLE, TRAIN, USER
+from palr_utils.core.titles import names_title, prompt_titles
+from palr_utils.llm.prompts import CANDIDATE_LABELS, fit_history, recommend_prompt, recommend_retrieval_prompt
 from palr_utils.retrieval.candidates import training_prefix
 from palr_utils.retrieval.sequences import SequenceData
-from palr_utils.titles import names_title, prompt_titles
 
 RECOMMEND, RECOMMEND_RETRIEVAL = "recommend", "recommend_retrieval"
 
@@ -47,7 +47,7 @@ class InstructionSpec:
     # to copy the list, so the laptop presets train with a few answers among many candidates instead.
     n_retrieval_targets: int | None = None
     swap_probability: float = 0.3  # chance of one history/label swap per example
-    max_title_chars: int = 60  # long titles (Beauty) are cut at a word boundary (palr_utils.titles.prompt_titles)
+    max_title_chars: int = 60  # long titles (Beauty) are cut at a word boundary (palr_utils.core.titles.prompt_titles)
 
 
 class TrainingGraph:

@@ -3,7 +3,7 @@
 Usage::
 
     make lessons            # every recorded run below that is on disk
-    python -m palr_utils.lessons --artifact-dir artifacts/cpu/beauty-custom --out lessons/beauty
+    python -m palr_utils.course.lessons --artifact-dir artifacts/cpu/beauty-custom --out lessons/beauty
 
 ``notebooks/`` stays free of outputs (clean diffs); the copies under ``lessons/<data>/`` keep every output
 and figure, so GitHub renders a lesson with its numbers. A notebook is published only when the run executed
@@ -19,9 +19,9 @@ import json
 import re
 from pathlib import Path
 
-from palr_utils.constants import METRICS_DIR, NOTEBOOKS
-from palr_utils.io import atomic_path, headline, read_metrics
-from palr_utils.paths import project_root
+from palr_utils.core.constants import METRICS_DIR, NOTEBOOKS
+from palr_utils.core.io import atomic_path, headline, read_metrics
+from palr_utils.core.paths import project_root
 
 # The recorded `cpu` runs (benchmarks/pipeline_ml1m.py, once per data set) and where their lessons go
 RECORDED_RUNS = {

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m palr_utils.runner --profile tiny
-    python -m palr_utils.runner --profile cpu --dataset custom --data-dir ../shared/data/ml-1m
-    python -m palr_utils.runner --profile tiny --start-at 03_sasrec_retrieval   # after fixing a failure
+    python -m palr_utils.course.runner --profile tiny
+    python -m palr_utils.course.runner --profile cpu --dataset custom --data-dir ../shared/data/ml-1m
+    python -m palr_utils.course.runner --profile tiny --start-at 03_sasrec_retrieval   # after fixing a failure
 
 Each notebook reports its wall time and a few headline numbers as it finishes. A failing notebook stops the
 run with a short summary (the cell, the error, where the executed copy and the full traceback are, and the
@@ -28,11 +28,11 @@ from pathlib import Path
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
-from palr_utils.constants import NOTEBOOKS
+from palr_utils.core.constants import NOTEBOOKS
+from palr_utils.core.io import ArtifactDirError, headline, prepare_artifact_dir, read_metrics
+from palr_utils.core.overrides import OverrideError
+from palr_utils.core.paths import project_root
 from palr_utils.data.custom import MISSING_TITLE_POLICIES
-from palr_utils.io import ArtifactDirError, headline, prepare_artifact_dir, read_metrics
-from palr_utils.overrides import OverrideError
-from palr_utils.paths import project_root
 from palr_utils.presets import parse_seed, resolve_config
 
 # tqdm, and the bars of huggingface_hub and datasets (TRL prepares its training set with datasets' map)

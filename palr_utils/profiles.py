@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from palr_utils.cache import SECONDS, read_jsonl, resumable_map
-from palr_utils.constants import ATTRIBUTES, ITEM, TITLE, USER
+from palr_utils.core.cache import SECONDS, read_jsonl, resumable_map
+from palr_utils.core.constants import ATTRIBUTES, ITEM, TITLE, USER
+from palr_utils.core.titles import prompt_titles
 from palr_utils.data.movielens import describe_movielens_user
-from palr_utils.llm import format_prompt, generate
-from palr_utils.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM, fit_history, profile_prompt
-from palr_utils.titles import prompt_titles
+from palr_utils.llm.loading import format_prompt, generate
+from palr_utils.llm.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM, fit_history, profile_prompt
 
 KEYWORDS, RAW = "keywords", "raw_output"
 MAX_KEYWORDS = 8
@@ -117,7 +117,7 @@ def build_profile_prompts(
 ) -> list[str]:
     """One profile prompt per user from their most recent ``max_items`` training items (ids) and the item table.
 
-    Titles are the prompts' own (cut and unique, :func:`palr_utils.titles.prompt_titles`), as in notebooks 04
+    Titles are the prompts' own (cut and unique, :func:`palr_utils.core.titles.prompt_titles`), as in notebooks 04
     and 05; with ``count_tokens`` and ``max_tokens`` the oldest items are dropped until the prompt fits.
     """
     table = items.sort_values(ITEM).reset_index(drop=True)

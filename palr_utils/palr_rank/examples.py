@@ -1,0 +1,78 @@
+"""PALR-rank's training examples: a training prefix, the one-step-back retriever's candidates, and the
+next item as the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from palr_utils.core.constants import ITEM, SPLIT, TITLE, USER, VALID
+from palr_utils.core.titles import prompt_titles
+from palr_utils.finetune.instructions import keywords_without_answers
+from palr_utils.llm.prompts import fit_history, rank_candidate, rank_prompt
+from palr_utils.retrieval.candidates import RANK
+from palr_utils.retrieval.sequences import SequenceData
+
+RANK_TASK = "rank"
+
+
+def build_rank_examples(
+    data: SequenceData,
+    items: pd.DataFrame,
+    users: Sequence[int],
+    candidates: pd.DataFrame,
+    n_candidates: int,
+    n_history: int,
+    seed: int,
+    profiles: dict[int, list[str]] | None = None,
+    domain: str = "movie",
+    max_title_chars: int = 60,
+    count_tokens: Callable[[str], int] | None = None,
+    max_tokens: int | None = None,
+) -> pd.DataFrame:
+    """One ranking example per user whose next item is among the retriever's top ``n_candidates``.
+
+    ``data`` is the training data one step back (:meth:`SequenceData.one_step_back`) and ``candidates`` the
+    validation-split export of a retriever trained on it: the history is each user's training items but the last,
+    the answer the last one, which that retriever never saw. Validation and test items appear nowhere.
+
+    Returns columns: user, task, prompt, candidates (item ids, in a seeded shuffled order), candidate_titles,
+    answer (the index of the next item among the candidates), history, label (the next item, in a list).
+    With ``count_tokens``/``max_tokens`` the oldest history items are dropped until prompt and lines fit.
+    """
+    table = items.sort_values(ITEM).reset_index(drop=True)
+    titles = prompt_titles(list(table[TITLE]), max_title_chars)
+    rows = candidates[(candidates[SPLIT] == VALID) & (candidates[RANK] < n_candidates)].sort_values([USER, RANK])
+    retrieved = {int(u): g[ITEM].astype(int).tolist() for u, g in rows.groupby(USER)}
+    profiles = profiles or {}
+    examples = []
+    for user in map(int, users):
+        answer, shortlist = int(data.valid[user]), retrieved.get(user, [])
+        if answer not in shortlist:
+            continue  # the answer is not in the list: nothing to rank (as at test time, a miss for any ranker)
+        # The scores do not depend on the order (see the module's docstring); shuffling only keeps the printed
+        # examples from always showing the retriever's favourite first.
+        rng = np.random.default_rng([seed, 7, user])  # per user: the same order whoever else is sampled
+        listed = [int(i) for i in rng.permutation(shortlist)]
+        keywords = keywords_without_answers(profiles.get(user, []), [titles[answer]])
+        history = [int(i) for i in data.history(user, VALID)[-n_history:]]
+        listed_titles = [titles[i] for i in listed]
+        lines_cost = sum(count_tokens(rank_candidate(t)) for t in listed_titles) if count_tokens else 0
+        budget = max_tokens - lines_cost if count_tokens and max_tokens else None
+        prompt, history = fit_history(
+            partial(_titled_rank_prompt, titles=titles, keywords=keywords, domain=domain), history,
+            lambda prompt: budget is None or count_tokens(prompt) <= budget,  # noqa: B023 - used at once
+        )  # fmt: skip
+        examples.append({
+            USER: user, "task": RANK_TASK, "prompt": prompt, "candidates": listed,
+            "candidate_titles": listed_titles, "answer": listed.index(answer), "history": history, "label": [answer],
+        })  # fmt: skip
+    columns = [USER, "task", "prompt", "candidates", "candidate_titles", "answer", "history", "label"]
+    return pd.DataFrame(examples, columns=columns)
+
+
+def _titled_rank_prompt(shown: list[int], titles: Sequence[str], keywords: list[str], domain: str) -> str:
+    return rank_prompt([titles[i] for i in shown], keywords, domain)
