@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -98,32 +97,36 @@ def test_finished_run_is_reused_and_interrupted_run_resumes(tiny_llama, tokenize
     assert resumed.train_seconds > spent_by_step_2 > 0
 
 
-def test_an_adapter_without_its_log_is_finished_again_not_a_dead_end(tiny_llama, tokenizer, tmp_path):
-    """An older version saved the adapter and its log in two writes; a kill between them must not need hand
-    deletion (it used to fail on every rerun with 'Directory not empty')."""
+def test_an_adapter_without_its_log_is_refused_with_what_to_delete(tiny_llama, tokenizer, tmp_path):
+    """The adapter and its log land in one rename; a folder holding one without the other was written by something
+    else (an older version), and is not guessed at: the error names what to delete, and then training finishes."""
+    import shutil
+
     spec = FinetuneSpec(max_steps=2, batch_size=4, max_length=128, save_steps=1)
     llm, dataset = LLMSpec(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
     first = finetune(llm, tokenizer, dataset, tmp_path, spec)
     assert (first.adapter_dir / "log_history.json").exists()  # saved with the weights, in one rename
     (first.adapter_dir / "log_history.json").unlink()
-    with pytest.warns(UserWarning, match="no training log"):
-        again = finetune(llm, tokenizer, dataset, tmp_path, spec)
+    with pytest.raises(StaleArtifactError, match=f"Delete {first.adapter_dir} to finish training"):
+        finetune(llm, tokenizer, dataset, tmp_path, spec)
+    (first.adapter_dir / "adapter_config.json").unlink()
+    with pytest.raises(StaleArtifactError, match="holds no adapter weights"):
+        finetune(llm, tokenizer, dataset, tmp_path, spec)
+    shutil.rmtree(first.adapter_dir)
+    again = finetune(llm, tokenizer, dataset, tmp_path, spec)  # from the final checkpoint, no step retrained
     assert again.history["step"].tolist() == [1, 2]
     assert (again.adapter_dir / "adapter_config.json").exists()
 
 
-def test_an_adapter_logged_before_the_training_time_reads_it_from_its_last_checkpoint(tmp_path):
+def test_a_log_without_the_training_time_is_refused_with_the_command_that_rebuilds_it(tmp_path):
     from palr_utils.finetune.sft import _read_result
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    old_log = {"history": [{"step": 1, "loss": 2.0}], "quantized_4bit": False}  # no "train_seconds"
+    old_log = {"history": [{"step": 1, "loss": 2.0}], "quantized_4bit": False}  # no "train_seconds", no "target"
     (adapter / "log_history.json").write_text(json.dumps(old_log))
-    assert math.isnan(_read_result(adapter / "log_history.json", adapter).train_seconds)  # no record anywhere
-    (tmp_path / "checkpoint-7").mkdir()
-    (tmp_path / "checkpoint-7" / "trainer_state.json").write_text(json.dumps({"global_step": 7}))
-    (tmp_path / "checkpoint-7" / "time_spent.json").write_text(json.dumps({"seconds": 123.4, "step": 7}))
-    assert _read_result(adapter / "log_history.json", adapter).train_seconds == 123.4
+    with pytest.raises(StaleArtifactError, match="train_seconds, target.*palr_utils.finetune.cli"):
+        _read_result(adapter / "log_history.json", adapter)
 
 
 def test_time_budget_stops_training_early_and_still_saves(tiny_llama, tokenizer, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -174,10 +175,18 @@ def test_training_learns_resumes_and_refuses_other_checkpoints(small_data, tmp_p
     resumed = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16))
     history = train(resumed, small_data, longer, tmp_path, progress=False)
     assert history["epoch"].tolist() == [2, 4, 6]  # continued from epoch 4, not from scratch
+    assert resumed.stop_reason == "epochs"
 
     other = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=32))
     with pytest.raises(StaleArtifactError, match="Delete the folder"):
         train(other, small_data, longer, tmp_path, progress=False)
+
+    # a checkpoint of an older format (no stop_reason) is refused with what to do, not read by guesswork
+    state = json.loads((tmp_path / "state.json").read_text())
+    del state["stop_reason"]
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    with pytest.raises(StaleArtifactError, match="older version.*Delete the folder and rerun"):
+        train(resumed, small_data, longer, tmp_path, progress=False)
 
 
 @pytest.mark.integration

@@ -32,8 +32,7 @@ class FinetuneResult:
     history: pd.DataFrame  # one row per logged optimiser step: step, loss, learning_rate, ...
     adapter_dir: Path
     quantized_4bit: bool  # whether the trained base model was loaded in 4-bit
-    # seconds of training, summed over every resumed segment (NaN for an adapter an older version trained)
-    train_seconds: float
+    train_seconds: float  # seconds of training, summed over every resumed segment
 
 
 @dataclass(frozen=True)
@@ -187,7 +186,7 @@ def _adapter_from_checkpoint(folder: Path, adapter: Path, target: dict) -> Finet
 
 
 def spent_before(record: Path) -> float:
-    """Training seconds recorded in a checkpoint's ``time_spent.json``; 0 for a fresh run or an older checkpoint."""
+    """Training seconds recorded in a checkpoint's ``time_spent.json``; 0 where there is none (a fresh run)."""
     try:
         return float(json.loads(record.read_text())["seconds"])
     except FileNotFoundError:
@@ -222,22 +221,28 @@ def _model_init_kwargs(llm: LLMSpec, dtype) -> dict:
 
 def _read_result(history_path: Path, adapter: Path) -> FinetuneResult:
     state = json.loads(history_path.read_text())
-    seconds = state.get("train_seconds")
-    if seconds is None:  # a log from before it was recorded: the last checkpoint's clock, where it kept one
-        last = last_complete_checkpoint(adapter.parent)
-        seconds = (last and spent_before(Path(last) / TIME_SPENT_FILE)) or float("nan")  # up to that checkpoint
-    return FinetuneResult(pd.DataFrame(state["history"]), adapter, bool(state["quantized_4bit"]), float(seconds))
+    missing = [key for key in ("history", "quantized_4bit", "train_seconds", "target") if key not in state]
+    if missing:
+        raise StaleArtifactError(
+            f"{history_path} has no {', '.join(missing)}: an older version of palr_utils trained {adapter}. Delete "
+            f"{adapter.parent} and rerun notebook 04 (or python -m palr_utils.finetune.cli) to train it afresh."
+        )
+    return FinetuneResult(pd.DataFrame(state["history"]), adapter, bool(state["quantized_4bit"]),
+                          float(state["train_seconds"]))  # fmt: skip
 
 
 def _finished_log(adapter: Path) -> Path | None:
-    """The training log of a finished run: inside the adapter folder (written with it in one rename), or beside
-    it where an older version put it; None when the run has not finished."""
-    if not (adapter / "adapter_config.json").exists():
+    """The training log of a finished run, inside the adapter folder (written with it in one rename); None when
+    the run has not finished. An adapter folder without its weights or its log was not written by this version."""
+    if not adapter.exists():
         return None
-    for path in (adapter / HISTORY_FILE, adapter.parent / HISTORY_FILE):
-        if path.exists():
-            return path
-    return None
+    if not (adapter / "adapter_config.json").exists():
+        raise StaleArtifactError(f"{adapter} holds no adapter weights. Delete it to finish training from the last "
+                                 "checkpoint.")  # fmt: skip
+    if not (adapter / HISTORY_FILE).exists():
+        raise StaleArtifactError(f"{adapter} has no {HISTORY_FILE} (an older version wrote it). Delete {adapter} to "
+                                 "finish training from the last checkpoint.")  # fmt: skip
+    return adapter / HISTORY_FILE
 
 
 def _has_4bit_layers(model) -> bool:
@@ -281,7 +286,7 @@ def run_identity(llm: LLMSpec, spec: FinetuneSpec, dataset, seed: int, objective
     settings = {k: v for k, v in dataclasses.asdict(spec).items() if k not in resumable}
     identity = {"model": llm.name, "load_in_4bit": llm.load_in_4bit, "finetune": settings, "seed": seed,
                 "n_examples": len(dataset), "examples_sha256": dataset_fingerprint(dataset)}  # fmt: skip
-    if objective:  # absent for the usual loss, so runs recorded before this option stay valid
+    if objective:  # absent for the usual loss: the identities of language-modelling runs do not name one
         identity["objective"] = objective
     return identity
 
@@ -304,34 +309,13 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
     return str(complete[-1]) if complete else None
 
 
-def finetune(
-    llm: LLMSpec, tokenizer, dataset, output_dir: str | Path, spec: FinetuneSpec, seed: int = 42,
-    trainer_class=None, trainer_kwargs: dict | None = None,
-) -> FinetuneResult:  # fmt: skip
-    """Train a LoRA adapter on ``dataset``; returns its logged history and where the adapter is.
-
-    The model is passed to SFTTrainer by path or id, so that with ``llm.load_in_4bit``
-    SFTTrainer itself loads it in 4-bit NF4 (QLoRA). An existing finished adapter is reused, and an
-    interrupted run resumed, only when model, settings and examples are the ones they were made with
-    (otherwise :class:`~palr_utils.core.io.StaleArtifactError` says which differ). ``trainer_class`` (a subclass
-    of SFTTrainer with another loss, e.g. ``ranking.listwise_trainer_class()``) and its extra
-    ``trainer_kwargs`` (JSON values) become part of that identity.
-    """
-    import torch
-    from transformers import AutoConfig
-    from trl import SFTConfig, SFTTrainer
-
-    output_dir = Path(output_dir)
-    adapter = output_dir / ADAPTER_DIR
-    output_dir.mkdir(parents=True, exist_ok=True)
-    trainer_kwargs = trainer_kwargs or {}
-    objective = {"trainer": trainer_class.__name__, **trainer_kwargs} if trainer_class else None
-    ensure_identity(output_dir / IDENTITY_FILE, run_identity(llm, spec, dataset, seed, objective), output_dir)
-    target = length_target(spec)
+def _finished_result(output_dir: Path, adapter: Path, target: dict, resume_from: str | None):
+    """The result of a run that has nothing left to train, or None; an adapter that is to train on is removed."""
     if (finished := _finished_log(adapter)) is not None:
-        trained = json.loads(finished.read_text()).get("target", target)
-        if trained == target or _same_length_done(trained, target, _read_result(finished, adapter).history):
-            return _read_result(finished, adapter)
+        result = _read_result(finished, adapter)
+        trained = json.loads(finished.read_text())["target"]
+        if trained == target or _same_length_done(trained, target, result.history):
+            return result
         if not _is_longer(target, trained):
             raise StaleArtifactError(
                 f"{adapter} was trained for {trained}; this run asks for {target}, which is not longer in every "
@@ -339,19 +323,20 @@ def finetune(
                 "ARTIFACT_DIR."
             )
         warnings.warn(f"{adapter} was trained for {trained}; this run asks for {target}: training on from the last "
-                      "checkpoint.", stacklevel=2)  # fmt: skip
+                      "checkpoint.", stacklevel=3)  # fmt: skip
         shutil.rmtree(adapter)
-    elif adapter.exists():  # an older version's kill between saving the adapter and its log: train to the end again
-        warnings.warn(
-            f"{adapter} has no training log (an interrupted run); resuming from the last checkpoint.", stacklevel=2
-        )
-        shutil.rmtree(adapter)
-    resume_from = last_complete_checkpoint(output_dir)
     if resume_from is not None and _final_checkpoint(Path(resume_from), target):
         return _adapter_from_checkpoint(Path(resume_from), adapter, target)
+    return None
+
+
+def _sft_config(llm: LLMSpec, spec: FinetuneSpec, output_dir: Path, seed: int):
+    """TRL's training arguments for ``spec``: a log line and a loss per step, checkpoints to resume from."""
+    import torch
+    from trl import SFTConfig
 
     dtype = resolve_dtype(llm)
-    config = SFTConfig(
+    return SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=spec.epochs,
         max_steps=spec.max_steps,
@@ -371,6 +356,47 @@ def finetune(
         seed=seed,
         model_init_kwargs=_model_init_kwargs(llm, dtype),
     )
+
+
+def _save_adapter(trainer, adapter: Path, quantized: bool, seconds: float, target: dict) -> None:
+    """The trained adapter and its log, landing together in one rename: a kill leaves either both or neither."""
+    if trainer.is_world_process_zero():  # under accelerate launch, one process writes
+        history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row])
+        with atomic_path(adapter) as tmp:
+            trainer.model.save_pretrained(tmp)
+            log = {"history": history.to_dict(orient="records"), "quantized_4bit": quantized,
+                   "train_seconds": round(seconds, 1), "target": target}  # fmt: skip
+            write_json(log, tmp / HISTORY_FILE)
+    trainer.accelerator.wait_for_everyone()
+
+
+def finetune(
+    llm: LLMSpec, tokenizer, dataset, output_dir: str | Path, spec: FinetuneSpec, seed: int = 42,
+    trainer_class=None, trainer_kwargs: dict | None = None,
+) -> FinetuneResult:  # fmt: skip
+    """Train a LoRA adapter on ``dataset``; returns its logged history and where the adapter is.
+
+    The model is passed to SFTTrainer by path or id, so that with ``llm.load_in_4bit``
+    SFTTrainer itself loads it in 4-bit NF4 (QLoRA). An existing finished adapter is reused, and an
+    interrupted run resumed, only when model, settings and examples are the ones they were made with
+    (otherwise :class:`~palr_utils.core.io.StaleArtifactError` says which differ). ``trainer_class`` (a subclass
+    of SFTTrainer with another loss, e.g. ``palr_rank.trainer.listwise_trainer_class()``) and its extra
+    ``trainer_kwargs`` (JSON values) become part of that identity.
+    """
+    from transformers import AutoConfig
+    from trl import SFTTrainer
+
+    output_dir = Path(output_dir)
+    adapter = output_dir / ADAPTER_DIR
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer_kwargs = trainer_kwargs or {}
+    objective = {"trainer": trainer_class.__name__, **trainer_kwargs} if trainer_class else None
+    ensure_identity(output_dir / IDENTITY_FILE, run_identity(llm, spec, dataset, seed, objective), output_dir)
+    target = length_target(spec)
+    resume_from = last_complete_checkpoint(output_dir)
+    if (result := _finished_result(output_dir, adapter, target, resume_from)) is not None:
+        return result
+
     model_path = resolve_model_path(llm.name)
     clock = _training_clock(output_dir, spec.max_minutes, target)
     # the model's depth is needed only to place adapters on its last layers
@@ -378,7 +404,7 @@ def finetune(
     trainer = (trainer_class or SFTTrainer)(
         **trainer_kwargs,
         model=model_path,
-        args=config,
+        args=_sft_config(llm, spec, output_dir, seed),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(spec, n_layers),
@@ -391,13 +417,5 @@ def finetune(
         trainer.remove_callback(PrinterCallback)
     quantized = clock.quantized = _has_4bit_layers(trainer.model)
     trainer.train(resume_from_checkpoint=resume_from)
-    if trainer.is_world_process_zero():  # under accelerate launch, one process writes
-        history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row])
-        # weights and log land together in one rename: a kill leaves either both or neither
-        with atomic_path(adapter) as tmp:
-            trainer.model.save_pretrained(tmp)
-            log = {"history": history.to_dict(orient="records"), "quantized_4bit": quantized,
-                   "train_seconds": round(clock.seconds(), 1), "target": target}  # fmt: skip
-            write_json(log, tmp / HISTORY_FILE)
-    trainer.accelerator.wait_for_everyone()
+    _save_adapter(trainer, adapter, quantized, clock.seconds(), target)
     return _read_result(adapter / HISTORY_FILE, adapter)

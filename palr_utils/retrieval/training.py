@@ -171,6 +171,11 @@ def _load_state(model, optimizer, scheduler, folder: Path, identity: dict) -> di
     except Exception as error:  # noqa: BLE001 - json, safetensors, pickle and I/O each raise their own type
         _move_damaged(folder, error)
         return None
+    if "stop_reason" not in state:
+        raise StaleArtifactError(
+            f"The checkpoint in {folder} was written by an older version of palr_utils (its state.json has no "
+            "stop_reason). Delete the folder and rerun the notebook that trains it (03) to train afresh."
+        )
     if state["identity"] != identity:
         raise StaleArtifactError(
             f"The checkpoint in {folder} was trained with {state['identity']}, not {identity}. "
@@ -193,6 +198,79 @@ def _save_state(model, optimizer, scheduler, folder: Path, state: dict, is_best:
     write_json(state, folder / "state.json")  # written last: it vouches for the files above
 
 
+def _optimizer_and_scheduler(model: TorchRetriever, data: SequenceData, config: TrainingConfig):
+    """Adam, and the learning-rate policy the config asks for (None, a plateau decay or a cosine per step)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    if config.lr_decay_factor:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=config.lr_decay_factor, patience=config.lr_decay_patience
+        )
+    elif config.lr_schedule == "cosine":
+        steps_per_epoch = _n_batches(model.batches(data, np.random.default_rng(0), config.batch_size), data, config)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(steps_per_epoch, config))
+    else:
+        scheduler = None
+    return optimizer, scheduler
+
+
+def _start_state(model, optimizer, scheduler, folder: Path | None, identity: dict, seed: int):
+    """(state, rng): the checkpoint's state to resume from, or a fresh one."""
+    state = _load_state(model, optimizer, scheduler, folder, identity) if folder else None
+    if state is None:
+        state = {"identity": identity, "epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "stale": 0,
+                 "history": [], "seconds": 0.0, "finished": False, "stop_reason": None}  # fmt: skip
+        return state, np.random.default_rng(seed)
+    # the RNG restarts from the epoch count, so a resumed run shuffles like an uninterrupted one
+    return state, np.random.default_rng([seed, state["epoch"]])
+
+
+def _train_epoch(model, optimizer, scheduler, data, rng, config: TrainingConfig, epoch: int, progress: bool):
+    """One pass over the batches; returns the mean training loss."""
+    model.train()
+    losses = []
+    use_bf16 = config.uses_bf16(model.device)
+    steps_scheduler = isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
+    batches = model.batches(data, rng, config.batch_size)
+    total = _n_batches(batches, data, config)
+    bar_off = not progress or progress_bars_disabled()
+    for batch in tqdm(batches, total=total, desc=f"{model.name} epoch {epoch}", disable=bar_off, leave=False):
+        losses.append(training_step(model, optimizer, batch, use_bf16))
+        if steps_scheduler:
+            scheduler.step()
+    return float(np.mean(losses))
+
+
+def _validate(model, optimizer, scheduler, state: dict, loss: float, config: TrainingConfig, out_of_time: bool):
+    """Validation NDCG@10 after an epoch: the history row, the best so far and whether to stop; True if best."""
+    model.eval()
+    metrics = model.evaluate(VALID)
+    row = {"epoch": state["epoch"], "loss": loss, "val_hr@10": metrics["hr@10"],
+           "val_ndcg@10": metrics["ndcg@10"], "seconds": state["seconds"]}  # fmt: skip
+    if scheduler is not None:
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            scheduler.step(metrics["ndcg@10"])
+        row["learning_rate"] = optimizer.param_groups[0]["lr"]
+    state["history"].append(row)
+    is_best = metrics["ndcg@10"] > state["best_ndcg"]
+    if is_best:
+        state.update(best_ndcg=metrics["ndcg@10"], best_epoch=state["epoch"], stale=0)
+    else:
+        state["stale"] += 1
+    # "finished" means stopped for good (no progress, or out of time); more epochs can resume a run
+    state["finished"] = state["stale"] >= config.patience or out_of_time
+    state["stop_reason"] = "patience" if state["stale"] >= config.patience else "budget" if out_of_time else None
+    return is_best
+
+
+def _load_best(model, folder: Path | None, best_weights: dict | None, device: torch.device) -> None:
+    """The best validation weights into ``model`` (from the checkpoint folder, or kept in memory)."""
+    if folder and (folder / "best.safetensors").exists():
+        model.load_state_dict(load_file(folder / "best.safetensors", device=str(device)))
+    elif best_weights is not None:
+        model.load_state_dict(best_weights)
+    model.eval()
+
+
 def train(
     model: TorchRetriever,
     data: SequenceData,
@@ -205,84 +283,36 @@ def train(
     Returns the history: one row per validation run (epoch, loss, val metrics, seconds).
     """
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     model.data = data
     device = resolve_device(config.device)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = None
-    if config.lr_decay_factor:
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=config.lr_decay_factor, patience=config.lr_decay_patience
-        )
-    elif config.lr_schedule == "cosine":
-        steps_per_epoch = _n_batches(model.batches(data, np.random.default_rng(0), config.batch_size), data, config)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(steps_per_epoch, config))
-    steps_scheduler = isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
-    identity = _identity(model, data, config)
+    optimizer, scheduler = _optimizer_and_scheduler(model, data, config)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
-    state = _load_state(model, optimizer, scheduler, folder, identity) if folder else None
-    if state is None:
-        state = {"identity": identity, "epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "stale": 0,
-                 "history": [], "seconds": 0.0, "finished": False}  # fmt: skip
-    else:  # the RNG restarts from the epoch count, so a resumed run shuffles like an uninterrupted one
-        rng = np.random.default_rng([config.seed, state["epoch"]])
+    state, rng = _start_state(model, optimizer, scheduler, folder, _identity(model, data, config), config.seed)
 
     started = time.perf_counter() - state["seconds"]
-    use_bf16 = config.uses_bf16(device)
+    best_weights = None
     while not state["finished"] and state["epoch"] < config.epochs:
         epoch = state["epoch"] + 1
-        model.train()
-        losses = []
-        batches = model.batches(data, rng, config.batch_size)
-        total = _n_batches(batches, data, config)
-        bar_off = not progress or progress_bars_disabled()
-        for batch in tqdm(batches, total=total, desc=f"{model.name} epoch {epoch}", disable=bar_off, leave=False):
-            losses.append(training_step(model, optimizer, batch, use_bf16))
-            if steps_scheduler:
-                scheduler.step()
+        loss = _train_epoch(model, optimizer, scheduler, data, rng, config, epoch, progress)
         state["epoch"] = epoch
         state["seconds"] = time.perf_counter() - started
         out_of_time = config.max_minutes is not None and state["seconds"] > 60 * config.max_minutes
         if epoch % config.eval_every and epoch < config.epochs and not out_of_time:
             continue
-        model.eval()
-        metrics = model.evaluate(VALID)
-        row = {"epoch": epoch, "loss": float(np.mean(losses)), "val_hr@10": metrics["hr@10"],
-               "val_ndcg@10": metrics["ndcg@10"], "seconds": state["seconds"]}  # fmt: skip
-        if scheduler is not None:
-            if not steps_scheduler:
-                scheduler.step(metrics["ndcg@10"])
-            row["learning_rate"] = optimizer.param_groups[0]["lr"]
-        state["history"].append(row)
-        is_best = metrics["ndcg@10"] > state["best_ndcg"]
-        if is_best:
-            state.update(best_ndcg=metrics["ndcg@10"], best_epoch=epoch, stale=0)
-        else:
-            state["stale"] += 1
-        # "finished" means stopped for good (no progress, or out of time); more epochs can resume a run
-        state["finished"] = state["stale"] >= config.patience or out_of_time
-        state["stop_reason"] = "patience" if state["stale"] >= config.patience else "budget" if out_of_time else None
+        is_best = _validate(model, optimizer, scheduler, state, loss, config, out_of_time)
         if progress:
-            print(f"{model.name} epoch {epoch}: loss {row['loss']:.4f}, val NDCG@10 {row['val_ndcg@10']:.4f}"
+            print(f"{model.name} epoch {epoch}: loss {loss:.4f}, val NDCG@10 {state['history'][-1]['val_ndcg@10']:.4f}"
                   f"{' (best)' if is_best else ''}", flush=True)  # fmt: skip
         if folder:
             _save_state(model, optimizer, scheduler, folder, state, is_best)
         elif is_best:
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    if folder and (folder / "best.safetensors").exists():
-        model.load_state_dict(load_file(folder / "best.safetensors", device=str(device)))
-    elif not folder and state["history"]:
-        model.load_state_dict(best_weights)
-    model.eval()
+    _load_best(model, folder, best_weights, device)
     model.train_seconds = state["seconds"]
     model.best_epoch = state["best_epoch"]
     model.epochs_run = state["epoch"]
     # why training ended: "patience", "budget" or "epochs" (None: not finished, e.g. stopped mid-epoch by a kill)
-    model.stop_reason = state.get("stop_reason") or (
-        "epochs" if state["epoch"] >= config.epochs
-        else ("patience" if state["stale"] >= config.patience else "budget") if state["finished"]  # older checkpoints
-        else None
-    )
+    model.stop_reason = state["stop_reason"] or ("epochs" if state["epoch"] >= config.epochs else None)
     return pd.DataFrame(state["history"])
