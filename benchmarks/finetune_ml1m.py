@@ -78,11 +78,11 @@ def main() -> None:
         users,
         preset.instructions,
         config.seed,
-        keywords,
-        candidates,
-        "movie",
-        count_tokens,
-        preset.finetune.max_length - template_tokens(tokenizer),
+        profiles=keywords,
+        candidates=candidates,
+        domain="movie",
+        count_tokens=count_tokens,
+        max_tokens=preset.finetune.max_length - template_tokens(tokenizer),
     )
     lengths = [count_tokens(p + c) for p, c in zip(examples["prompt"], examples["completion"], strict=True)]
 

@@ -71,8 +71,8 @@ def main() -> None:
     tokenizer = load_tokenizer(preset.llm)
     count_tokens = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
     examples = build_instruction_examples(
-        data, processed.items, users, preset.instructions, config.seed, keywords, candidates, "movie",
-        count_tokens, preset.finetune.max_length - template_tokens(tokenizer),
+        data, processed.items, users, preset.instructions, config.seed, profiles=keywords, candidates=candidates,
+        domain="movie", count_tokens=count_tokens, max_tokens=preset.finetune.max_length - template_tokens(tokenizer),
     )  # fmt: skip
     dataset = to_sft_dataset(examples, tokenizer)
     lengths = [count_tokens(p + c) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)]

@@ -30,8 +30,8 @@ import torch
 from palr_utils.core.devices import resolve_device
 from palr_utils.core.io import write_json
 from palr_utils.data import describe_dataset, load_raw_dataset, preprocess
-from palr_utils.finetune.sft import FinetuneSpec, finetune, to_sft_dataset
-from palr_utils.llm.loading import LLMSpec, format_prompt, generate, load_llm
+from palr_utils.finetune.sft import FinetuneConfig, finetune, to_sft_dataset
+from palr_utils.llm.loading import LLMConfig, format_prompt, generate, load_llm
 from palr_utils.llm.prompts import rank_prompt
 from palr_utils.palr_rank.scoring import rank_scores
 from palr_utils.presets import resolve_config
@@ -91,16 +91,16 @@ def check_qlora_and_inference(args, device: torch.device) -> tuple[dict, dict]:
         "completion": [f"Movie {i + 1} (199{(i + 1) % 10})" for i in range(32)],
     })  # fmt: skip
     steps = 3 if args.tiny else 10
-    spec = FinetuneSpec(max_steps=steps, batch_size=8, max_length=256, learning_rate=1e-3, save_steps=1000)
+    spec = FinetuneConfig(max_steps=steps, batch_size=8, max_length=256, learning_rate=1e-3, save_steps=1000)
     started = time.perf_counter()
-    result = finetune(LLMSpec(str(folder), load_in_4bit=True), tokenizer, to_sft_dataset(rows, tokenizer),
+    result = finetune(LLMConfig(str(folder), load_in_4bit=True), tokenizer, to_sft_dataset(rows, tokenizer),
                       Path(args.work_dir) / "qlora", spec)  # fmt: skip
     qlora = {
         "steps": steps, "seconds": round(time.perf_counter() - started, 1), "quantized_4bit": result.quantized_4bit,
         "loss_first": float(result.history["loss"].iloc[0]), "loss_last": float(result.history["loss"].iloc[-1]),
     }  # fmt: skip
 
-    tokenizer, model = load_llm(LLMSpec(str(folder), dtype="bfloat16" if device.type == "cuda" else "float32"))
+    tokenizer, model = load_llm(LLMConfig(str(folder), dtype="bfloat16" if device.type == "cuda" else "float32"))
     model.to(device)
     prompts = [format_prompt(tokenizer, rank_prompt([f"Movie {i}", f"Movie {i + 1}"])) for i in range(8)]
     started = time.perf_counter()

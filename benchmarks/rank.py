@@ -97,8 +97,9 @@ def main() -> None:
     domain = processed.info["domain"]
     rank_users = finetune_users(data.n_users, preset.rank_fraction, config.seed)
     examples = build_rank_examples(
-        back, processed.items, rank_users, rank_candidates, k, n_history, config.seed, None, domain,
-        preset.instructions.max_title_chars, count_tokens, spec.max_length - template_tokens(tokenizer),
+        back, processed.items, rank_users, rank_candidates, n_candidates=k, n_history=n_history, seed=config.seed,
+        domain=domain, max_title_chars=preset.instructions.max_title_chars, count_tokens=count_tokens,
+        max_tokens=spec.max_length - template_tokens(tokenizer),
     )  # fmt: skip
     verdict_ids = verdict_token_ids(tokenizer, format_prompt(tokenizer, examples.iloc[0]["prompt"]))
     result = finetune(

@@ -19,10 +19,10 @@ from palr_utils.core.constants import DATASETS, METRICS_DIR
 from palr_utils.core.overrides import OverrideError, apply_overrides, format_overrides, parse_overrides
 from palr_utils.core.paper import PAPER_TABLE_1
 from palr_utils.core.paths import project_root
-from palr_utils.data.synthetic import SyntheticSpec
-from palr_utils.finetune.instructions import InstructionSpec
-from palr_utils.finetune.sft import FinetuneSpec
-from palr_utils.llm.loading import PAPER_MODEL, LLMSpec
+from palr_utils.data.synthetic import SyntheticConfig
+from palr_utils.finetune.instructions import InstructionConfig
+from palr_utils.finetune.sft import FinetuneConfig
+from palr_utils.llm.loading import PAPER_MODEL, LLMConfig
 from palr_utils.retrieval.sasrec import SASRecConfig
 from palr_utils.retrieval.training import TrainingConfig
 from palr_utils.rules import SettingsChoice, SettingsRule, describe_choice, first_rule, fit_window, scale_budget
@@ -39,7 +39,7 @@ class RunPreset:
     # a seeded sample of this many users, drawn in notebook 01 before the 5-core filter (None: every user), so
     # that a lesson on a large data set of one's own runs in minutes: OVERRIDES="max_users=500"
     max_users: int | None = None
-    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     sasrec_training: TrainingConfig = field(default_factory=TrainingConfig)
     baseline_training: TrainingConfig = field(default_factory=TrainingConfig)  # BPR-MF, NCF, GRU4Rec, Caser
@@ -51,14 +51,14 @@ class RunPreset:
     # the retriever's top-K that notebook 03 exports per user and history (Recall@K's largest K); the prompts
     # hold fewer: ``instructions.n_candidates`` (= ``rerank_candidates``)
     n_exported_candidates: int = 50
-    llm: LLMSpec = field(default_factory=LLMSpec)  # SmolLM2-135M-Instruct unless the preset says otherwise
+    llm: LLMConfig = field(default_factory=LLMConfig)  # SmolLM2-135M-Instruct unless the preset says otherwise
     finetune_fraction: float = 0.2  # PALR fine-tunes on 20% of the users
     n_eval_users: int | None = 1000  # a fixed sample of test users; None = all users
     profile_history_items: int = 20  # most recent items shown to the LLM when writing a user profile
     profile_batch_size: int = 16
     profile_max_new_tokens: int = 32
-    instructions: InstructionSpec = field(default_factory=InstructionSpec)
-    finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
+    instructions: InstructionConfig = field(default_factory=InstructionConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     rerank_batch_size: int = 8
     n_calibration_users: int = 200  # validation prompts that measure the letters' position bias (fast scoring)
     rerank_max_new_tokens: int = 160  # room for 10 "C. title" lines
@@ -68,7 +68,7 @@ class RunPreset:
     # PALR-rank (palr_utils.palr_rank, our extension): trained to rank with a listwise loss, on the training
     # prefixes of this share of users (the paper's PALR_v1/v2 keep its 20%)
     rank_fraction: float = 1.0
-    rank_finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
+    rank_finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     # fusion with the retriever: its log-softmax + w x PALR-rank's log-probabilities, w chosen on validation
     fusion_weights: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
     # Settings that differ by data set, chosen on that data set's validation users: {paper data set: {field:
@@ -252,11 +252,11 @@ PRESETS: dict[str, RunPreset] = {
         # 16 of the 40 users and room for 10 short lines keep the lesson under 3 minutes
         n_generation_users=16,  # two batches of rerank_batch_size
         rerank_max_new_tokens=120,
-        instructions=InstructionSpec(n_history=10, n_targets=5, n_candidates=10, n_retrieval_targets=2),
+        instructions=InstructionConfig(n_history=10, n_targets=5, n_candidates=10, n_retrieval_targets=2),
         # random batches: with 8 steps, length-grouped ones would put the long (low-loss) Recommend_Retrieval
         # examples first and the short Recommend ones last, and the loss could not be compared
-        finetune=FinetuneSpec(max_steps=8, max_length=512, learning_rate=5e-4, group_by_length=False),
-        rank_finetune=FinetuneSpec(max_steps=8, max_length=512, learning_rate=5e-4, group_by_length=False),
+        finetune=FinetuneConfig(max_steps=8, max_length=512, learning_rate=5e-4, group_by_length=False),
+        rank_finetune=FinetuneConfig(max_steps=8, max_length=512, learning_rate=5e-4, group_by_length=False),
     ),
     "cpu": RunPreset(
         name="cpu",
@@ -281,12 +281,12 @@ PRESETS: dict[str, RunPreset] = {
         },
         # Re-ranking the top 20 rather than the paper's 50 halves the prompt, in training and at evaluation;
         # Recommend_Retrieval hides 3 answers among 20 candidates, close to evaluation's "1 (or 0) among 20".
-        instructions=InstructionSpec(n_history=10, n_targets=10, n_candidates=20, n_retrieval_targets=3),
+        instructions=InstructionConfig(n_history=10, n_targets=10, n_candidates=20, n_retrieval_targets=3),
         # One epoch over ~2,400 examples. On 2 cores: length-grouped batches (1.2x less padding) and adapters on the
         # last 6 of SmolLM2's 30 layers (steps 1.12x faster than with 10 layers, 1.5x than with all 30;
         # benchmarks/results/finetune_*layers*.json) bring PALR_v2 under 45 minutes; the budget is a safety net on
         # slower machines (the benchmark records how much of the epoch ran).
-        finetune=FinetuneSpec(epochs=1, max_length=768, lora_last_layers=6, max_minutes=44),
+        finetune=FinetuneConfig(epochs=1, max_length=768, lora_last_layers=6, max_minutes=44),
         # one-pass methods on 2,000 users (a bootstrap interval of a difference in NDCG@10 of about +-0.01),
         # generation on 1,000 of them
         n_eval_users=2000,
@@ -294,7 +294,7 @@ PRESETS: dict[str, RunPreset] = {
         # PALR-rank reads the prompt once for all 20 candidates: one epoch over every user whose next item is among
         # their candidates. Adapters on every projection of the last 8 layers: the scorer must learn a new task,
         # not a new wording; the budget keeps the LLM stage near issue 13's two hours.
-        rank_finetune=FinetuneSpec(
+        rank_finetune=FinetuneConfig(
             epochs=1, max_length=640, lora_last_layers=8, lora_r=16, lora_alpha=32, learning_rate=4e-4,
             target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
             max_minutes=40,
@@ -316,14 +316,14 @@ PRESETS: dict[str, RunPreset] = {
             epochs=400, learning_rate=1e-3, eval_every=2, patience=10, lr_decay_factor=0.5, lr_decay_patience=2
         ),
         baseline_training=TrainingConfig(epochs=200, learning_rate=1e-3, eval_every=2, patience=5),
-        llm=LLMSpec(PAPER_MODEL, load_in_4bit=True),
+        llm=LLMConfig(PAPER_MODEL, load_in_4bit=True),
         n_eval_users=None,
         profile_batch_size=32,
-        instructions=InstructionSpec(n_history=20, n_targets=10, n_candidates=50),
-        finetune=FinetuneSpec(
+        instructions=InstructionConfig(n_history=20, n_targets=10, n_candidates=50),
+        finetune=FinetuneConfig(
             epochs=2, batch_size=4, gradient_accumulation_steps=4, max_length=2048, gradient_checkpointing=True
         ),
-        rank_finetune=FinetuneSpec(
+        rank_finetune=FinetuneConfig(
             epochs=1, batch_size=4, gradient_accumulation_steps=4, max_length=2048, gradient_checkpointing=True
         ),
     ),

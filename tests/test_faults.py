@@ -24,7 +24,7 @@ from palr_utils.data import DataFormatError, load_raw_dataset, preprocess
 from palr_utils.data.beauty import load_beauty
 from palr_utils.data.custom import load_custom
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
+from palr_utils.data.synthetic import SyntheticConfig, write_synthetic
 from palr_utils.evaluation.parsing import match_answer
 from palr_utils.presets import parse_seed, resolve_config
 from palr_utils.profiles import generate_profiles, parse_keywords
@@ -138,7 +138,7 @@ def _movielens_config(tmp_path):
 
 
 def test_an_unpacked_movielens_folder_cut_short_or_of_other_data_is_refused(tmp_path):
-    write_synthetic(tmp_path / "ml-1m", SyntheticSpec(n_users=30, n_items=40), seed=0)  # MovieLens' format
+    write_synthetic(tmp_path / "ml-1m", SyntheticConfig(n_users=30, n_items=40), seed=0)  # MovieLens' format
     with pytest.raises(DataFormatError, match=r"(?s)not the complete MovieLens-1M.*ratings.dat has .* 1,000,209"):
         load_raw_dataset(_movielens_config(tmp_path))
 
@@ -174,7 +174,7 @@ def test_a_byte_order_mark_and_windows_line_ends_are_fine(tmp_path):
 
 
 def _trained_checkpoint(tmp_path):
-    folder = write_synthetic(tmp_path / "syn", SyntheticSpec(n_users=40, n_items=60, max_history=20), seed=0)
+    folder = write_synthetic(tmp_path / "syn", SyntheticConfig(n_users=40, n_items=60, max_history=20), seed=0)
     processed = preprocess(load_movielens(folder))
     data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
     config = TrainingConfig(epochs=2, batch_size=16, eval_every=1)
@@ -448,10 +448,10 @@ def test_a_trainer_checkpoint_cut_off_mid_save_is_skipped_when_resuming(tmp_path
 
 @pytest.mark.integration
 def test_a_damaged_adapter_names_its_folder_and_the_fix(tmp_path):
-    from palr_utils.llm.loading import LLMSpec, load_finetuned
+    from palr_utils.llm.loading import LLMConfig, load_finetuned
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8')  # cut short
     with pytest.raises(RuntimeError, match=r"(?s)adapter cannot be loaded.*rerun notebook 04"):
-        load_finetuned(LLMSpec(), adapter)  # SmolLM2, which ships offline
+        load_finetuned(LLMConfig(), adapter)  # SmolLM2, which ships offline

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from palr_utils.core.io import StaleArtifactError
-from palr_utils.finetune.sft import FinetuneSpec, adapter_fingerprint, finetune, to_sft_dataset
-from palr_utils.llm.loading import LLMSpec, smollm2_folder
+from palr_utils.finetune.sft import FinetuneConfig, adapter_fingerprint, finetune, to_sft_dataset
+from palr_utils.llm.loading import LLMConfig, smollm2_folder
 
 pytestmark = pytest.mark.integration  # real models, training or kernels: seconds each
 
@@ -54,8 +54,8 @@ def test_sft_rows_use_the_chat_template(tokenizer):
 
 
 def test_qlora_in_4bit_trains_a_lora_adapter_on_cpu(tiny_llama, tokenizer, tmp_path):
-    spec = FinetuneSpec(max_steps=3, batch_size=4, max_length=128, learning_rate=1e-3, save_steps=2)
-    result = finetune(LLMSpec(str(tiny_llama), load_in_4bit=True), tokenizer, to_sft_dataset(_rows(), tokenizer),
+    spec = FinetuneConfig(max_steps=3, batch_size=4, max_length=128, learning_rate=1e-3, save_steps=2)
+    result = finetune(LLMConfig(str(tiny_llama), load_in_4bit=True), tokenizer, to_sft_dataset(_rows(), tokenizer),
                       tmp_path, spec)  # fmt: skip
     assert result.quantized_4bit, "SFTTrainer should have loaded the model through bitsandbytes in 4-bit"
     assert (result.adapter_dir / "adapter_config.json").exists()
@@ -64,11 +64,11 @@ def test_qlora_in_4bit_trains_a_lora_adapter_on_cpu(tiny_llama, tokenizer, tmp_p
 
 
 def test_finished_run_is_reused_and_interrupted_run_resumes(tiny_llama, tokenizer, tmp_path, monkeypatch):
-    spec = FinetuneSpec(max_steps=2, batch_size=4, max_length=128, save_steps=1)
+    spec = FinetuneConfig(max_steps=2, batch_size=4, max_length=128, save_steps=1)
     dataset = to_sft_dataset(_rows(), tokenizer)
-    first = finetune(LLMSpec(str(tiny_llama), dtype="float32"), tokenizer, dataset, tmp_path, spec)
+    first = finetune(LLMConfig(str(tiny_llama), dtype="float32"), tokenizer, dataset, tmp_path, spec)
     assert not first.quantized_4bit
-    again = finetune(LLMSpec(str(tiny_llama), dtype="float32"), tokenizer, dataset, tmp_path, spec)
+    again = finetune(LLMConfig(str(tiny_llama), dtype="float32"), tokenizer, dataset, tmp_path, spec)
     pd.testing.assert_frame_equal(first.history, again.history)  # nothing retrained
     assert first.train_seconds > 0 and again.train_seconds == first.train_seconds  # read back from the log
 
@@ -87,8 +87,8 @@ def test_finished_run_is_reused_and_interrupted_run_resumes(tiny_llama, tokenize
         return original_train(self, *args, **kwargs)
 
     monkeypatch.setattr(SFTTrainer, "train", recording_train)
-    longer = FinetuneSpec(max_steps=4, batch_size=4, max_length=128, save_steps=1)
-    resumed = finetune(LLMSpec(str(tiny_llama), dtype="float32"), tokenizer, dataset, tmp_path, longer)
+    longer = FinetuneConfig(max_steps=4, batch_size=4, max_length=128, save_steps=1)
+    resumed = finetune(LLMConfig(str(tiny_llama), dtype="float32"), tokenizer, dataset, tmp_path, longer)
     assert resumed_from == [str(tmp_path / "checkpoint-2")]
     assert resumed.history["step"].tolist() == [1, 2, 3, 4]
     # steps 1-2 are the logged values restored from the checkpoint, not a rerun
@@ -102,8 +102,8 @@ def test_an_adapter_without_its_log_is_refused_with_what_to_delete(tiny_llama, t
     else (an older version), and is not guessed at: the error names what to delete, and then training finishes."""
     import shutil
 
-    spec = FinetuneSpec(max_steps=2, batch_size=4, max_length=128, save_steps=1)
-    llm, dataset = LLMSpec(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
+    spec = FinetuneConfig(max_steps=2, batch_size=4, max_length=128, save_steps=1)
+    llm, dataset = LLMConfig(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
     first = finetune(llm, tokenizer, dataset, tmp_path, spec)
     assert (first.adapter_dir / "log_history.json").exists()  # saved with the weights, in one rename
     (first.adapter_dir / "log_history.json").unlink()
@@ -130,8 +130,8 @@ def test_a_log_without_the_training_time_is_refused_with_the_command_that_rebuil
 
 
 def test_time_budget_stops_training_early_and_still_saves(tiny_llama, tokenizer, tmp_path):
-    spec = FinetuneSpec(max_steps=50, batch_size=4, max_length=128, max_minutes=1e-6)
-    result = finetune(LLMSpec(str(tiny_llama), dtype="float32"), tokenizer, to_sft_dataset(_rows(), tokenizer),
+    spec = FinetuneConfig(max_steps=50, batch_size=4, max_length=128, max_minutes=1e-6)
+    result = finetune(LLMConfig(str(tiny_llama), dtype="float32"), tokenizer, to_sft_dataset(_rows(), tokenizer),
                       tmp_path, spec)  # fmt: skip
     assert result.history["step"].tolist() == [1]
     assert (result.adapter_dir / "adapter_config.json").exists()
@@ -140,23 +140,23 @@ def test_time_budget_stops_training_early_and_still_saves(tiny_llama, tokenizer,
 def test_lora_on_the_last_layers_only_adapts_those_layers(tiny_llama, tokenizer, tmp_path):
     from safetensors.torch import load_file
 
-    spec = FinetuneSpec(max_steps=1, batch_size=4, max_length=128, lora_last_layers=1)
-    result = finetune(LLMSpec(str(tiny_llama)), tokenizer, to_sft_dataset(_rows(), tokenizer), tmp_path, spec)
+    spec = FinetuneConfig(max_steps=1, batch_size=4, max_length=128, lora_last_layers=1)
+    result = finetune(LLMConfig(str(tiny_llama)), tokenizer, to_sft_dataset(_rows(), tokenizer), tmp_path, spec)
     weights = load_file(result.adapter_dir / "adapter_model.safetensors")
     adapted = {name.split("layers.")[1].split(".")[0] for name in weights}
     assert adapted == {"1"}  # the tiny model has layers 0 and 1; only the last one has adapters
 
 
 def test_a_run_with_other_examples_or_settings_is_refused_not_reused(tiny_llama, tokenizer, tmp_path):
-    spec = FinetuneSpec(max_steps=1, batch_size=4, max_length=128)
-    llm = LLMSpec(str(tiny_llama), dtype="float32")
+    spec = FinetuneConfig(max_steps=1, batch_size=4, max_length=128)
+    llm = LLMConfig(str(tiny_llama), dtype="float32")
     result = finetune(llm, tokenizer, to_sft_dataset(_rows(), tokenizer), tmp_path, spec)
     assert len(adapter_fingerprint(result.adapter_dir)) == 64
     other_rows = _rows().assign(completion=lambda f: f["completion"].str.replace("1991", "1992"))
     with pytest.raises(StaleArtifactError, match="examples_sha256"):
         finetune(llm, tokenizer, to_sft_dataset(other_rows, tokenizer), tmp_path, spec)
     with pytest.raises(StaleArtifactError, match="finetune"):
-        finetune(llm, tokenizer, to_sft_dataset(_rows(), tokenizer), tmp_path, FinetuneSpec(max_steps=1, lora_r=4))
+        finetune(llm, tokenizer, to_sft_dataset(_rows(), tokenizer), tmp_path, FinetuneConfig(max_steps=1, lora_r=4))
 
 
 def test_the_listwise_trainer_ranks_parallel_candidates_and_is_part_of_its_identity(tiny_llama, tokenizer, tmp_path):
@@ -170,7 +170,7 @@ def test_the_listwise_trainer_ranks_parallel_candidates_and_is_part_of_its_ident
     })  # fmt: skip
     dataset = to_rank_dataset(rows, tokenizer)
     verdict_ids = verdict_token_ids(tokenizer, dataset[0]["prompt"])
-    llm, spec = LLMSpec(str(tiny_llama), dtype="float32"), FinetuneSpec(max_steps=3, batch_size=4, max_length=128)
+    llm, spec = LLMConfig(str(tiny_llama), dtype="float32"), FinetuneConfig(max_steps=3, batch_size=4, max_length=128)
     result = finetune(llm, tokenizer, dataset, tmp_path, spec, trainer_class=listwise_trainer_class(),
                       trainer_kwargs={"verdict_ids": verdict_ids})  # fmt: skip
     losses = result.history["loss"]
@@ -198,10 +198,10 @@ def test_the_listwise_ranking_trainer_learns_to_put_the_right_candidate_first(ti
         titles.insert(answer, "gold")
         rows.append({"prompt": "Which of these is gold?", "candidate_titles": titles, "answer": answer})
     examples = pd.DataFrame(rows)
-    llm = LLMSpec(str(tiny_llama), dtype="float32")
+    llm = LLMConfig(str(tiny_llama), dtype="float32")
     dataset = to_rank_dataset(examples, tokenizer)
     verdicts = verdict_token_ids(tokenizer, dataset[0]["prompt"])
-    spec = FinetuneSpec(max_steps=16, batch_size=4, max_length=128, learning_rate=1e-2, group_by_length=False,
+    spec = FinetuneConfig(max_steps=16, batch_size=4, max_length=128, learning_rate=1e-2, group_by_length=False,
                         target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))  # fmt: skip
     result = finetune(llm, tokenizer, dataset, tmp_path, spec,
                       trainer_class=listwise_trainer_class(), trainer_kwargs={"verdict_ids": verdicts})  # fmt: skip
@@ -211,11 +211,11 @@ def test_the_listwise_ranking_trainer_learns_to_put_the_right_candidate_first(ti
 
 
 def test_a_finished_run_asked_to_train_longer_trains_only_the_missing_steps(tiny_llama, tokenizer, tmp_path):
-    llm, dataset = LLMSpec(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
-    spec = FinetuneSpec(max_steps=2, batch_size=4, max_length=128, save_steps=1)
+    llm, dataset = LLMConfig(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
+    spec = FinetuneConfig(max_steps=2, batch_size=4, max_length=128, save_steps=1)
     first = finetune(llm, tokenizer, dataset, tmp_path, spec)
     with pytest.warns(UserWarning, match="training on from the last checkpoint"):
-        longer = finetune(llm, tokenizer, dataset, tmp_path, FinetuneSpec(**{**spec.__dict__, "max_steps": 3}))
+        longer = finetune(llm, tokenizer, dataset, tmp_path, FinetuneConfig(**{**spec.__dict__, "max_steps": 3}))
     assert longer.history["step"].tolist() == [1, 2, 3]
     pd.testing.assert_frame_equal(longer.history.iloc[:2], first.history)  # steps 1-2 kept, not retrained
     with pytest.raises(StaleArtifactError, match="not longer"):  # fewer steps cannot be had by training on
@@ -232,8 +232,8 @@ def test_a_run_stopped_after_its_last_checkpoint_is_finished_from_it_without_ano
     from safetensors.torch import load_file
     from trl import SFTTrainer
 
-    llm, dataset = LLMSpec(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
-    spec = FinetuneSpec(max_steps=3, batch_size=4, max_length=128, save_steps=1)  # 2 steps an epoch: ends mid-epoch
+    llm, dataset = LLMConfig(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
+    spec = FinetuneConfig(max_steps=3, batch_size=4, max_length=128, save_steps=1)  # 2 steps an epoch: ends mid-epoch
     first = finetune(llm, tokenizer, dataset, tmp_path, spec)
     trained = load_file(first.adapter_dir / "adapter_model.safetensors")
     shutil.rmtree(first.adapter_dir)
@@ -246,8 +246,8 @@ def test_a_run_stopped_after_its_last_checkpoint_is_finished_from_it_without_ano
 
 
 def test_a_finished_run_asked_again_with_only_another_budget_is_reused(tiny_llama, tokenizer, tmp_path):
-    llm, dataset = LLMSpec(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
-    spec = FinetuneSpec(max_steps=2, batch_size=4, max_length=128, save_steps=1)
+    llm, dataset = LLMConfig(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
+    spec = FinetuneConfig(max_steps=2, batch_size=4, max_length=128, save_steps=1)
     first = finetune(llm, tokenizer, dataset, tmp_path, spec)
-    again = finetune(llm, tokenizer, dataset, tmp_path, FinetuneSpec(**{**spec.__dict__, "max_minutes": 90.0}))
+    again = finetune(llm, tokenizer, dataset, tmp_path, FinetuneConfig(**{**spec.__dict__, "max_minutes": 90.0}))
     pd.testing.assert_frame_equal(again.history, first.history)  # all its steps were done: nothing retrained

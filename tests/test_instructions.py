@@ -7,10 +7,10 @@ from palr_utils.core.sampling import finetune_users
 from palr_utils.core.titles import prompt_titles, shorten
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
+from palr_utils.data.synthetic import SyntheticConfig, write_synthetic
 from palr_utils.finetune.instructions import (
     RECOMMEND_RETRIEVAL,
-    InstructionSpec,
+    InstructionConfig,
     TrainingGraph,
     build_instruction_examples,
     enrich_targets,
@@ -62,7 +62,7 @@ def test_twenty_percent_of_users_seeded():
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    folder = write_synthetic(tmp_path_factory.mktemp("syn") / "d", SyntheticSpec(n_users=120, n_items=200), seed=5)
+    folder = write_synthetic(tmp_path_factory.mktemp("syn") / "d", SyntheticConfig(n_users=120, n_items=200), seed=5)
     processed = preprocess(load_movielens(folder))
     data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
     return processed, data
@@ -76,7 +76,7 @@ def test_no_validation_or_test_item_leaks_into_any_example(synthetic):
         USER: np.repeat(users, 5), SPLIT: "train",
         ITEM: np.concatenate([[data.valid[u], data.test[u], *rng.integers(0, data.n_items, 3)] for u in users]),
     })  # fmt: skip
-    spec = InstructionSpec(n_history=8, n_targets=5, n_candidates=12, n_retrieval_targets=2, swap_probability=0.5)
+    spec = InstructionConfig(n_history=8, n_targets=5, n_candidates=12, n_retrieval_targets=2, swap_probability=0.5)
     examples = build_instruction_examples(data, processed.items, users, spec, seed=2, candidates=candidates)
     assert set(examples["task"]) == {"recommend", RECOMMEND_RETRIEVAL}
     titles = processed.items.set_index(ITEM)[TITLE]
@@ -105,12 +105,12 @@ def test_a_users_examples_depend_neither_on_other_users_nor_on_the_retrieval_set
     processed, data = synthetic
     users = finetune_users(data.n_users, 0.3, seed=1)
     candidates = pd.DataFrame({USER: np.repeat(users, 3), SPLIT: "train", ITEM: np.tile([1, 2, 3], len(users))})
-    spec = InstructionSpec(n_targets=5, n_candidates=10, swap_probability=0.5)
+    spec = InstructionConfig(n_targets=5, n_candidates=10, swap_probability=0.5)
     everyone = build_instruction_examples(data, processed.items, users, spec, seed=4, candidates=candidates)
     alone = build_instruction_examples(data, processed.items, users[-1:], spec, seed=4, candidates=candidates)
     last = everyone[everyone[USER] == users[-1]].reset_index(drop=True)
     pd.testing.assert_frame_equal(last, alone)
-    other = InstructionSpec(n_targets=5, n_candidates=14, n_retrieval_targets=1, swap_probability=0.5)
+    other = InstructionConfig(n_targets=5, n_candidates=14, n_retrieval_targets=1, swap_probability=0.5)
     changed = build_instruction_examples(data, processed.items, users, other, seed=4, candidates=candidates)
     recommend = everyone["task"] == "recommend"
     pd.testing.assert_frame_equal(everyone[recommend], changed[changed["task"] == "recommend"])
@@ -119,8 +119,8 @@ def test_a_users_examples_depend_neither_on_other_users_nor_on_the_retrieval_set
 def test_examples_are_deterministic_per_seed(synthetic):
     processed, data = synthetic
     users = finetune_users(data.n_users, 0.2, seed=1)
-    first = build_instruction_examples(data, processed.items, users, InstructionSpec(), seed=7)
-    again = build_instruction_examples(data, processed.items, users, InstructionSpec(), seed=7)
+    first = build_instruction_examples(data, processed.items, users, InstructionConfig(), seed=7)
+    again = build_instruction_examples(data, processed.items, users, InstructionConfig(), seed=7)
     pd.testing.assert_frame_equal(first, again)
     assert "The user's watching history" in first["prompt"].iloc[0]
 
@@ -128,7 +128,7 @@ def test_examples_are_deterministic_per_seed(synthetic):
 def test_profile_keywords_enter_the_prompt(synthetic):
     processed, data = synthetic
     examples = build_instruction_examples(
-        data, processed.items, [0], InstructionSpec(), seed=1, profiles={0: ["space opera", "90s"]}
+        data, processed.items, [0], InstructionConfig(), seed=1, profiles={0: ["space opera", "90s"]}
     )
     assert "The user's preferences: space opera, 90s." in examples["prompt"].iloc[0]
     assert processed.items[ATTRIBUTES].map(len).sum() > 0
@@ -137,7 +137,7 @@ def test_profile_keywords_enter_the_prompt(synthetic):
 def test_retrieval_answers_name_each_target_by_its_letter(synthetic):
     processed, data = synthetic
     candidates = pd.DataFrame({USER: [0] * 3, SPLIT: "train", ITEM: [100, 101, 102]})
-    spec = InstructionSpec(n_targets=3, n_candidates=8, swap_probability=0)
+    spec = InstructionConfig(n_targets=3, n_candidates=8, swap_probability=0)
     example = build_instruction_examples(data, processed.items, [0], spec, seed=3, candidates=candidates).iloc[1]
     titles = processed.items.set_index(ITEM)[TITLE]
     listed = example["candidates"]
@@ -151,7 +151,7 @@ def test_recommend_answers_are_numbered_lists_that_the_evaluation_parser_reads_b
     from palr_utils.evaluation.parsing import answer_lines
 
     processed, data = synthetic
-    spec = InstructionSpec(n_targets=4, swap_probability=0)
+    spec = InstructionConfig(n_targets=4, swap_probability=0)
     example = build_instruction_examples(data, processed.items, [3], spec, seed=5).iloc[0]
     texts = prompt_titles(processed.items.sort_values(ITEM)[TITLE].tolist(), spec.max_title_chars)
     expected = [texts[i] for i in example["label"]]
@@ -167,7 +167,7 @@ def test_no_answer_title_stands_in_a_prompt_even_through_the_profile(synthetic):
     swap is frequent, and no text of any prompt may name one of its example's answers."""
     processed, data = synthetic
     users = finetune_users(data.n_users, 0.5, seed=1)
-    spec = InstructionSpec(n_history=8, n_targets=5, n_candidates=12, n_retrieval_targets=2, swap_probability=0.9)
+    spec = InstructionConfig(n_history=8, n_targets=5, n_candidates=12, n_retrieval_targets=2, swap_probability=0.9)
     titles = processed.items.set_index(ITEM)[TITLE]
     echoing = {u: [titles[i].lower() for i in profile_history(data, u, spec)[-20:]] for u in users}
     candidates = pd.DataFrame({USER: np.repeat(users, 3), SPLIT: "train", ITEM: np.tile([1, 2, 3], len(users))})
@@ -202,11 +202,11 @@ def test_every_example_fits_max_length_with_the_chat_template_and_end_token(synt
     count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)  # noqa: E731
     max_length = 160  # small, so that many examples must lose history items to fit
     users = list(range(0, data.n_users, 3))
-    examples = build_instruction_examples(data, processed.items, users, InstructionSpec(), seed=3, count_tokens=count,
+    examples = build_instruction_examples(data, processed.items, users, InstructionConfig(), seed=3, count_tokens=count,
                                           max_tokens=max_length - template_tokens(tokenizer))  # fmt: skip
     templated = [count(format_prompt(tokenizer, p) + c) + 1 for p, c in zip(examples["prompt"], examples["completion"],
                                                                           strict=True)]  # fmt: skip
-    shortened = sum(len(h) < InstructionSpec().n_history for h in examples["history"])
+    shortened = sum(len(h) < InstructionConfig().n_history for h in examples["history"])
     assert shortened > 0, "the test needs examples that had to be shortened"
     over = [n for n, h in zip(templated, examples["history"], strict=True) if n > max_length and len(h) > 1]
     assert not over, f"{len(over)} templated examples exceed max_length {max_length}: {over[:5]}"

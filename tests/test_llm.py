@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from palr_utils.llm.loading import (
-    LLMSpec,
+    LLMConfig,
     ModelUnavailableError,
     format_prompt,
     generate,
@@ -108,7 +108,7 @@ def test_unreachable_hub_id_names_the_offline_alternatives(monkeypatch):
     # As on a machine without internet, minus the network retries (read once at import, hence the patch).
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelUnavailableError, match="smollm2"):
-        load_llm(LLMSpec("palr-tests/no-such-model"))
+        load_llm(LLMConfig("palr-tests/no-such-model"))
 
 
 def test_bf16_only_where_the_cpu_supports_it():
@@ -117,5 +117,5 @@ def test_bf16_only_where_the_cpu_supports_it():
 
     expected = torch.bfloat16 if cpu_supports_bf16() else torch.float32
     if not torch.cuda.is_available():
-        assert resolve_dtype(LLMSpec()) == expected
-    assert resolve_dtype(LLMSpec(dtype="float32")) == torch.float32
+        assert resolve_dtype(LLMConfig()) == expected
+    assert resolve_dtype(LLMConfig(dtype="float32")) == torch.float32

@@ -38,10 +38,10 @@ def test_unknown_names_are_refused_with_the_choices(preset, dataset, message):
 def test_the_reranked_list_is_as_long_as_the_training_lists_and_fits_the_export():
     import dataclasses
 
-    from palr_utils.finetune.instructions import InstructionSpec
+    from palr_utils.finetune.instructions import InstructionConfig
     from palr_utils.presets import PRESETS
 
     for preset in PRESETS.values():
         assert preset.rerank_candidates == preset.instructions.n_candidates <= preset.n_exported_candidates
     with pytest.raises(ValueError, match="instructions.n_candidates"):
-        dataclasses.replace(PRESETS["tiny"], instructions=InstructionSpec(n_candidates=60))
+        dataclasses.replace(PRESETS["tiny"], instructions=InstructionConfig(n_candidates=60))

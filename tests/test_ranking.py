@@ -13,7 +13,7 @@ import torch
 from palr_utils.core.constants import ITEM, SPLIT, TITLE, USER, VALID
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
+from palr_utils.data.synthetic import SyntheticConfig, write_synthetic
 from palr_utils.evaluation.cases import EvalCase, rank_changes
 from palr_utils.evaluation.fusion import choose_fusion_weight, delta_intervals, fused_records, fusion_scores
 from palr_utils.evaluation.methods import ndcg_by_group, retriever_records
@@ -59,9 +59,11 @@ def synthetic():
     import tempfile
     from pathlib import Path
 
-    folder = write_synthetic(Path(tempfile.mkdtemp()) / "d", SyntheticSpec(n_users=60, n_items=80), seed=3)
+    folder = write_synthetic(Path(tempfile.mkdtemp()) / "d", SyntheticConfig(n_users=60, n_items=80), seed=3)
     processed = preprocess(load_movielens(folder))
     return processed, SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
+
+SIZES = {"n_candidates": 8, "n_history": 5, "seed": 1}  # of the ranking examples in these tests
 
 
 def _back_candidates(back: SequenceData, users, k: int, hit_every: int = 2) -> pd.DataFrame:
@@ -93,7 +95,7 @@ def test_rank_examples_answer_with_the_last_training_item_and_leak_nothing(synth
     candidates = _back_candidates(back, users, k=8)
     titles = processed.items.set_index(ITEM)[TITLE]
     profiles = {u: [titles[int(data.train[u][-1])].lower(), "comedy"] for u in users}
-    examples = build_rank_examples(back, processed.items, users, candidates, 8, 5, seed=1, profiles=profiles)
+    examples = build_rank_examples(back, processed.items, users, candidates, **SIZES, profiles=profiles)
     assert sorted(examples[USER]) == [u for u in users if u % 2 == 0]  # only users whose answer is listed
     for _, example in examples.iterrows():
         user, (answer,) = example[USER], example["label"]
@@ -107,7 +109,7 @@ def test_rank_examples_answer_with_the_last_training_item_and_leak_nothing(synth
         assert not {data.valid[user], data.test[user]} & ({answer} | set(example["history"]))
         assert titles[answer] not in example["prompt"]  # candidates are not in the prompt, they follow it
         assert "The user's preferences: comedy." in example["prompt"]  # the keyword naming the answer is gone
-    again = build_rank_examples(back, processed.items, users[::-1], candidates, 8, 5, seed=1, profiles=profiles)
+    again = build_rank_examples(back, processed.items, users[::-1], candidates, **SIZES, profiles=profiles)
     pd.testing.assert_frame_equal(examples, again.sort_values(USER).reset_index(drop=True))
 
 
@@ -117,8 +119,8 @@ def test_long_prompts_lose_their_oldest_history_items_until_prompt_and_candidate
     users = list(range(0, data.n_users, 2))
     candidates = _back_candidates(back, users, k=8)
     words = lambda text: len(text.split())  # noqa: E731
-    full = build_rank_examples(back, processed.items, users, candidates, 8, 5, seed=1)
-    cut = build_rank_examples(back, processed.items, users, candidates, 8, 5, seed=1, count_tokens=words,
+    full = build_rank_examples(back, processed.items, users, candidates, **SIZES)
+    cut = build_rank_examples(back, processed.items, users, candidates, **SIZES, count_tokens=words,
                               max_tokens=words(full.iloc[0]["prompt"]) + 30)  # fmt: skip
     assert (cut["history"].str.len() < full["history"].str.len()).any()
     assert all(h == f[-len(h):] for h, f in zip(cut["history"], full["history"], strict=True))  # the newest stay

@@ -14,7 +14,7 @@ from palr_utils.core.constants import ITEM, SPLIT, TIMESTAMP, USER
 from palr_utils.core.io import StaleArtifactError
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
+from palr_utils.data.synthetic import SyntheticConfig, write_synthetic
 from palr_utils.retrieval import (
     Popularity,
     SASRec,
@@ -36,7 +36,7 @@ FAST = TrainingConfig(epochs=4, batch_size=16, learning_rate=3e-3, eval_every=2,
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory) -> SequenceData:
     folder = write_synthetic(
-        tmp_path_factory.mktemp("syn") / "d", SyntheticSpec(n_users=80, n_items=150, max_history=30), seed=0
+        tmp_path_factory.mktemp("syn") / "d", SyntheticConfig(n_users=80, n_items=150, max_history=30), seed=0
     )
     processed = preprocess(load_movielens(folder))
     return SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)

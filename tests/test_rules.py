@@ -6,7 +6,7 @@ import pytest
 
 from palr_utils.data import data_statistics, preprocess
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
+from palr_utils.data.synthetic import SyntheticConfig, write_synthetic
 from palr_utils.presets import SHORT_HISTORY_SETTINGS, resolve_config
 from palr_utils.rules import fit_window, scale_budget
 
@@ -106,7 +106,7 @@ def test_window_and_budget_rules():
 
 
 def test_notebook_01_statistics_describe_the_histories(tmp_path):
-    folder = write_synthetic(tmp_path / "d", SyntheticSpec(n_users=40, n_items=60), seed=0)
+    folder = write_synthetic(tmp_path / "d", SyntheticConfig(n_users=40, n_items=60), seed=0)
     processed = preprocess(load_movielens(folder))
     statistics = data_statistics(processed.interactions, processed.n_users, processed.n_items)
     lengths = processed.interactions.groupby("user").size()

@@ -3,6 +3,7 @@ every retriever."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from palr_utils.core.devices import resolve_device
 from palr_utils.core.paths import project_root
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
+from palr_utils.data.synthetic import SyntheticConfig, write_synthetic
 from palr_utils.presets import resolve_config
 from palr_utils.retrieval import SASRec, SASRecConfig, SequenceData, TrainingConfig, build_baselines, train
 
@@ -25,8 +26,9 @@ LAYERS = ("core", "data", "retrieval", "llm", "profiles", "finetune", "palr_rank
 
 def test_every_module_of_the_package_has_its_layer():
     root = project_root() / "palr_utils"
+    # rules.py belongs to the presets (it chooses their settings)
     found = {path.stem if path.parent == root else path.parent.name for path in root.rglob("*.py")
-             if path.parent == root or path.parent.parent == root} - {"__init__", "rules"}  # fmt: skip (rules: the presets' own)
+             if path.parent == root or path.parent.parent == root} - {"__init__", "rules"}  # fmt: skip
     assert found == set(LAYERS), f"modules without a layer: {found - set(LAYERS)}; layers without a module: " \
                                  f"{set(LAYERS) - found}"
 
@@ -48,7 +50,7 @@ def test_a_layer_imports_nothing_above_it(layer):
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory) -> SequenceData:
-    folder = write_synthetic(tmp_path_factory.mktemp("syn") / "d", SyntheticSpec(n_users=40, n_items=60), seed=0)
+    folder = write_synthetic(tmp_path_factory.mktemp("syn") / "d", SyntheticConfig(n_users=40, n_items=60), seed=0)
     processed = preprocess(load_movielens(folder))
     return SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
 
@@ -97,10 +99,21 @@ def test_a_gpu_asked_for_where_there_is_none_is_a_clear_error():
 
 def test_palr_cpu_bf16_0_takes_the_float32_path_on_any_cpu(monkeypatch):
     from palr_utils.core.devices import cpu_supports_bf16
-    from palr_utils.llm.loading import LLMSpec, resolve_dtype
+    from palr_utils.llm.loading import LLMConfig, resolve_dtype
 
     monkeypatch.setenv("PALR_CPU_BF16", "0")
     assert cpu_supports_bf16() is False
     assert TrainingConfig(bf16_autocast="auto").uses_bf16(torch.device("cpu")) is False
     if not torch.cuda.is_available():
-        assert resolve_dtype(LLMSpec()) == torch.float32
+        assert resolve_dtype(LLMConfig()) == torch.float32
+
+
+def test_every_settings_class_of_a_preset_has_one_suffix():
+    """SASRecConfig beside FinetuneConfig: one suffix, so a reader can tell a settings class by its name."""
+    from palr_utils.presets import PRESETS
+
+    for preset in PRESETS.values():
+        settings = [getattr(preset, f.name) for f in dataclasses.fields(preset)]
+        settings += [*preset.baseline_training_by_model.values(), *preset.baseline_models.values()]
+        names = {type(value).__name__ for value in settings if dataclasses.is_dataclass(value)}
+        assert names and all(name.endswith("Config") for name in names), names

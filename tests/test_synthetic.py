@@ -3,9 +3,9 @@ import numpy as np
 from palr_utils.core.constants import ITEM, USER
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
-from palr_utils.data.synthetic import SyntheticSpec, generate_synthetic, write_synthetic
+from palr_utils.data.synthetic import SyntheticConfig, generate_synthetic, write_synthetic
 
-SMALL = SyntheticSpec(n_users=120, n_items=90)
+SMALL = SyntheticConfig(n_users=120, n_items=90)
 
 
 def test_same_seed_same_data_other_seed_other_data():

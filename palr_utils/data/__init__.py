@@ -5,7 +5,7 @@
 * ``ml-1m``     - MovieLens-1M: an existing folder in DATA_DIR, or downloaded (checksum-verified);
 * ``beauty``    - Amazon Beauty 2014 5-core: existing files in DATA_DIR, or downloaded;
 * ``custom``    - your own interactions.tsv[.gz] + items.tsv in DATA_DIR;
-* ``synthetic`` - generated from the run preset's :class:`SyntheticSpec` and the seed.
+* ``synthetic`` - generated from the run preset's :class:`SyntheticConfig` and the seed.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from palr_utils.data.download import BEAUTY_META, BEAUTY_REVIEWS, ML_1M_ZIP, Dow
 from palr_utils.data.movielens import ML_1M_RECORDS, find_movielens_folder, load_movielens
 from palr_utils.data.preprocessing import ProcessedDataset, data_statistics, preprocess
 from palr_utils.data.schema import DataFormatError, RawDataset
-from palr_utils.data.synthetic import SyntheticSpec, write_synthetic
+from palr_utils.data.synthetic import SyntheticConfig, write_synthetic
 
 if TYPE_CHECKING:  # the run settings sit above the data layer: imported for annotations only
     from palr_utils.presets import RunConfig
@@ -101,7 +101,7 @@ def _check_movielens_folder(folder: Path, raw: RawDataset) -> None:
         )
 
 
-def synthetic_folder(data_dir: str | Path, spec: SyntheticSpec, seed: int) -> Path:
+def synthetic_folder(data_dir: str | Path, spec: SyntheticConfig, seed: int) -> Path:
     """Where the synthetic data for (spec, seed) lives; the name changes when either does."""
     digest = sha256_hex([repr(sorted(asdict(spec).items()))], length=8)
     return Path(data_dir) / f"synthetic-seed{seed}-{digest}"

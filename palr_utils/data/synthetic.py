@@ -41,7 +41,7 @@ _SEQUEL_SUFFIXES = ["", " II", " III", " IV"]
 
 
 @dataclass(frozen=True)
-class SyntheticSpec:
+class SyntheticConfig:
     """Size and shape of the seeded synthetic MovieLens-like data set."""
 
     n_users: int = 400
@@ -52,7 +52,7 @@ class SyntheticSpec:
     duplicate_rate: float = 0.02  # re-rated pairs, so de-duplication has work to do
 
 
-def _make_items(spec: SyntheticSpec, rng: np.random.Generator):
+def _make_items(spec: SyntheticConfig, rng: np.random.Generator):
     """Titles, genres, series membership and popularity weights of every item."""
     stems = [f"{a} {n}" for a in _ADJECTIVES for n in _NOUNS]
     rng.shuffle(stems)
@@ -88,7 +88,7 @@ def _follow_ups(genres: list[list[int]], rng: np.random.Generator, per_item: int
     return result
 
 
-def generate_synthetic(spec: SyntheticSpec, seed: int):
+def generate_synthetic(spec: SyntheticConfig, seed: int):
     """Return (ratings rows, movie rows, user rows) as lists of tuples."""
     rng = np.random.default_rng(seed)
     titles, genres, next_in_series, popularity = _make_items(spec, rng)
@@ -139,7 +139,7 @@ def generate_synthetic(spec: SyntheticSpec, seed: int):
     return ratings, movies, users
 
 
-def write_synthetic(folder: str | Path, spec: SyntheticSpec, seed: int) -> Path:
+def write_synthetic(folder: str | Path, spec: SyntheticConfig, seed: int) -> Path:
     """Write ratings.dat, movies.dat and users.dat to ``folder`` (atomically, as one folder)."""
     folder = Path(folder)
     if (folder / "ratings.dat").exists():

@@ -38,7 +38,7 @@ RECOMMEND, RECOMMEND_RETRIEVAL = "recommend", "recommend_retrieval"
 
 
 @dataclass(frozen=True)
-class InstructionSpec:
+class InstructionConfig:
     n_history: int = 20  # most recent prefix items shown in the prompt
     n_targets: int = 10  # label length (short labels are enriched up to this)
     n_candidates: int = 20  # length of the candidate list in Recommend_Retrieval
@@ -100,7 +100,7 @@ def swap_history_and_label(history: list[int], label: list[int], rng: np.random.
     return history, label
 
 
-def profile_history(data: SequenceData, user: int, spec: InstructionSpec) -> np.ndarray:
+def profile_history(data: SequenceData, user: int, spec: InstructionConfig) -> np.ndarray:
     """The history a fine-tuning user's profile may be written from: the prefix their examples show.
 
     A profile written from the whole training history would name the items that follow the prefix, which
@@ -153,12 +153,78 @@ def hard_negatives(
     return pool[:n]
 
 
+@dataclass
+class _Catalogue:
+    """What every example of a run reads: prompt titles, genres, the training graph, the retriever's lists."""
+
+    titles: list[str]
+    genres: list[set[str]]
+    graph: TrainingGraph
+    retrieved: dict[int, np.ndarray]
+    domain: str
+    count_tokens: Callable[[str], int] | None
+    max_tokens: int | None
+
+    def fit(self, make_prompt: Callable[[list[str]], str], history: list[int], answer: str) -> tuple[str, list]:
+        """The prompt with the oldest history items dropped until prompt and answer fit the model's context."""
+
+        def fits(prompt: str) -> bool:
+            return not (self.count_tokens and self.max_tokens) or self.count_tokens(prompt + answer) <= self.max_tokens
+
+        return fit_history(lambda shown: make_prompt([self.titles[i] for i in shown]), history, fits)
+
+
+def _history_and_label(data: SequenceData, user: int, spec: InstructionConfig, graph: TrainingGraph,
+                       rng: np.random.Generator) -> tuple[list[int], list[int], set[int]]:  # fmt: skip
+    """The shown history, the (enriched, perhaps swapped) label, and the items no negative may be."""
+    prefix, following = training_prefix(data.train[user], spec.n_targets)  # as profile_history cuts it
+    held_out = {int(data.valid[user]), int(data.test[user])}
+    seen = set(map(int, data.train[user]))
+    label = enrich_targets(list(map(int, following)), graph, user, spec.n_targets, seen | held_out)
+    history = list(map(int, prefix[-spec.n_history :]))
+    if rng.random() < spec.swap_probability:
+        history, label = swap_history_and_label(history, label, rng)
+    return history, label, seen | held_out
+
+
+def _recommend_example(cat: _Catalogue, user: int, history: list[int], label: list[int], keywords: list[str]) -> dict:
+    """*Recommend*: the history (and preferences) in, the label's titles out."""
+    answer = completion([cat.titles[i] for i in label])
+    prompt, shown = cat.fit(partial(recommend_prompt, n=len(label), keywords=keywords, domain=cat.domain),
+                            history, answer)  # fmt: skip
+    return {USER: user, "task": RECOMMEND, "history": shown, "label": label,
+            "prompt": prompt, "completion": answer, "candidates": []}  # fmt: skip
+
+
+def _retrieval_example(cat: _Catalogue, user: int, history: list[int], label: list[int], keywords: list[str],
+                       excluded: set[int], spec: InstructionConfig, rng: np.random.Generator) -> dict:  # fmt: skip
+    """*Recommend_Retrieval*: the answers hidden among hard negatives, picked by their candidate letters."""
+    answers = label[: spec.n_retrieval_targets or spec.n_targets]
+    # The label's later items are not negatives: they are right answers too, only not asked for here.
+    exclude = excluded | set(history) | set(label)
+    negatives = hard_negatives(user, answers, cat.genres, cat.graph, cat.retrieved.get(user, []), exclude,
+                               spec.n_candidates - len(answers), rng)  # fmt: skip
+    listed = [int(i) for i in rng.permutation(answers + negatives)]
+    make_prompt = partial(
+        recommend_retrieval_prompt,
+        candidate_titles=[cat.titles[i] for i in listed],
+        n=len(answers),
+        keywords=keywords_without_answers(keywords, [cat.titles[i] for i in answers]),
+        domain=cat.domain,
+    )
+    answer = labelled_completion(answers, listed, cat.titles)
+    prompt, shown = cat.fit(make_prompt, history, answer)
+    return {USER: user, "task": RECOMMEND_RETRIEVAL, "history": shown, "label": answers,
+            "prompt": prompt, "completion": answer, "candidates": listed}  # fmt: skip
+
+
 def build_instruction_examples(
     data: SequenceData,
     items: pd.DataFrame,
     users: Sequence[int],
-    spec: InstructionSpec,
+    spec: InstructionConfig,
     seed: int,
+    *,
     profiles: dict[int, list[str]] | None = None,
     candidates: pd.DataFrame | None = None,
     domain: str = "movie",
@@ -171,60 +237,24 @@ def build_instruction_examples(
     With ``count_tokens`` and ``max_tokens``, the oldest history items are dropped until prompt plus
     completion fit the model's context (TRL would otherwise cut the end, i.e. the label).
     """
-
-    def fit(make_prompt: Callable[[list[str]], str], history: list[int], answer: str) -> tuple[str, list[int]]:
-        fits = lambda prompt: not (count_tokens and max_tokens) or count_tokens(prompt + answer) <= max_tokens  # noqa: E731
-        return fit_history(lambda shown: make_prompt([titles[i] for i in shown]), history, fits)
-
     items = items.sort_values(ITEM).reset_index(drop=True)
-    titles = prompt_titles(list(items[TITLE]), spec.max_title_chars)
-    genres = [set(a) for a in items[ATTRIBUTES]]
-    graph = TrainingGraph(data)
     retrieved = {}
     if candidates is not None:
         rows = candidates[candidates[SPLIT] == TRAIN]
         retrieved = {int(u): group[ITEM].to_numpy() for u, group in rows.groupby(USER)}
+    cat = _Catalogue(prompt_titles(list(items[TITLE]), spec.max_title_chars), [set(a) for a in items[ATTRIBUTES]],
+                     TrainingGraph(data), retrieved, domain, count_tokens, max_tokens)  # fmt: skip
     profiles = profiles or {}
     examples = []
     for user in map(int, users):
         # One random stream per user and task: a user's examples do not depend on which other users are
         # sampled, and changing the Recommend_Retrieval settings leaves the Recommend examples as they were.
-        rng = np.random.default_rng([seed, 4, user])
-        prefix, following = training_prefix(data.train[user], spec.n_targets)  # as profile_history cuts it
-        held_out = {int(data.valid[user]), int(data.test[user])}
-        seen = set(map(int, data.train[user]))
-        label = enrich_targets(list(map(int, following)), graph, user, spec.n_targets, seen | held_out)
-        history = list(map(int, prefix[-spec.n_history :]))
-        if rng.random() < spec.swap_probability:
-            history, label = swap_history_and_label(history, label, rng)
-        keywords = keywords_without_answers(profiles.get(user, []), [titles[i] for i in label])
-        answer = completion([titles[i] for i in label])
-        prompt, shown = fit(partial(recommend_prompt, n=len(label), keywords=keywords, domain=domain), history, answer)
-        examples.append({
-            USER: user, "task": RECOMMEND, "history": shown, "label": label,
-            "prompt": prompt, "completion": answer, "candidates": [],
-        })  # fmt: skip
+        history, label, excluded = _history_and_label(
+            data, user, spec, cat.graph, np.random.default_rng([seed, 4, user])
+        )
+        keywords = keywords_without_answers(profiles.get(user, []), [cat.titles[i] for i in label])
+        examples.append(_recommend_example(cat, user, history, label, keywords))
         if candidates is not None:
             rng = np.random.default_rng([seed, 6, user])
-            answers = label[: spec.n_retrieval_targets or spec.n_targets]
-            # The label's later items are not negatives: they are right answers too, only not asked for here.
-            exclude = seen | held_out | set(history) | set(label)
-            negatives = hard_negatives(
-                user, answers, genres, graph, retrieved.get(user, []), exclude, spec.n_candidates - len(answers), rng
-            )
-            listed = [int(i) for i in rng.permutation(answers + negatives)]
-            listed_titles = [titles[i] for i in listed]
-            make_prompt = partial(
-                recommend_retrieval_prompt,
-                candidate_titles=listed_titles,
-                n=len(answers),
-                keywords=keywords_without_answers(keywords, [titles[i] for i in answers]),
-                domain=domain,
-            )
-            labelled_answer = labelled_completion(answers, listed, titles)
-            prompt, shown = fit(make_prompt, history, labelled_answer)
-            examples.append({
-                USER: user, "task": RECOMMEND_RETRIEVAL, "history": shown, "label": answers,
-                "prompt": prompt, "completion": labelled_answer, "candidates": listed,
-            })  # fmt: skip
+            examples.append(_retrieval_example(cat, user, history, label, keywords, excluded, spec, rng))
     return pd.DataFrame(examples)

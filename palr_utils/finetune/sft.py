@@ -20,7 +20,7 @@ import pandas as pd
 
 from palr_utils.core.hashing import sha256_file, sha256_hex
 from palr_utils.core.io import StaleArtifactError, atomic_path, ensure_identity, progress_bars_disabled, write_json
-from palr_utils.llm.loading import LLMSpec, format_prompt, quantization_config_4bit, resolve_dtype, resolve_model_path
+from palr_utils.llm.loading import LLMConfig, format_prompt, quantization_config_4bit, resolve_dtype, resolve_model_path
 
 ADAPTER_DIR = "adapter"
 IDENTITY_FILE = "run_identity.json"
@@ -36,7 +36,7 @@ class FinetuneResult:
 
 
 @dataclass(frozen=True)
-class FinetuneSpec:
+class FinetuneConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -64,7 +64,7 @@ def to_sft_dataset(examples: pd.DataFrame, tokenizer, system: str | None = None)
     return Dataset.from_dict({"prompt": prompts, "completion": list(examples["completion"])})
 
 
-def lora_config(spec: FinetuneSpec, n_layers: int | None = None):
+def lora_config(spec: FinetuneConfig, n_layers: int | None = None):
     """peft's LoRA settings; ``n_layers`` (the model's decoder depth) is needed for ``lora_last_layers``."""
     from peft import LoraConfig
 
@@ -87,7 +87,7 @@ TIME_SPENT_FILE = "time_spent.json"  # per checkpoint: training seconds up to it
 LENGTH_SETTINGS = ("epochs", "max_steps", "max_minutes")  # how long to train: a run may be resumed to train longer
 
 
-def length_target(spec: FinetuneSpec) -> dict:
+def length_target(spec: FinetuneConfig) -> dict:
     """How long ``spec`` asks to train: its epochs, steps and time budget."""
     return {name: getattr(spec, name) for name in LENGTH_SETTINGS}
 
@@ -205,7 +205,7 @@ def _checkpointing_setting(config_class, enabled: bool) -> dict:
     return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
 
 
-def _model_init_kwargs(llm: LLMSpec, dtype) -> dict:
+def _model_init_kwargs(llm: LLMConfig, dtype) -> dict:
     """How SFTTrainer loads the base model: in 4-bit, each process puts its copy on its own GPU."""
     import torch
 
@@ -276,7 +276,7 @@ def adapter_parameter_count(adapter_dir: str | Path) -> int:
         return sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
 
 
-def run_identity(llm: LLMSpec, spec: FinetuneSpec, dataset, seed: int, objective: dict | None = None) -> dict:
+def run_identity(llm: LLMConfig, spec: FinetuneConfig, dataset, seed: int, objective: dict | None = None) -> dict:
     """What a checkpoint must share with the run that resumes it.
 
     How long to train (epochs, steps, time budget) and how often to save are left out: a run may be
@@ -330,7 +330,7 @@ def _finished_result(output_dir: Path, adapter: Path, target: dict, resume_from:
     return None
 
 
-def _sft_config(llm: LLMSpec, spec: FinetuneSpec, output_dir: Path, seed: int):
+def _sft_config(llm: LLMConfig, spec: FinetuneConfig, output_dir: Path, seed: int):
     """TRL's training arguments for ``spec``: a log line and a loss per step, checkpoints to resume from."""
     import torch
     from trl import SFTConfig
@@ -371,7 +371,7 @@ def _save_adapter(trainer, adapter: Path, quantized: bool, seconds: float, targe
 
 
 def finetune(
-    llm: LLMSpec, tokenizer, dataset, output_dir: str | Path, spec: FinetuneSpec, seed: int = 42,
+    llm: LLMConfig, tokenizer, dataset, output_dir: str | Path, spec: FinetuneConfig, seed: int = 42,
     trainer_class=None, trainer_kwargs: dict | None = None,
 ) -> FinetuneResult:  # fmt: skip
     """Train a LoRA adapter on ``dataset``; returns its logged history and where the adapter is.

@@ -97,7 +97,7 @@ def smollm2_folder(cache_dir: str | Path | None = None) -> Path:
 
 
 @dataclass(frozen=True)
-class LLMSpec:
+class LLMConfig:
     """What to load: ``name`` is "smollm2", a Hugging Face id or a local folder."""
 
     name: str = SMOLLM2
@@ -105,7 +105,7 @@ class LLMSpec:
     dtype: str = "auto"  # "auto": bf16 where fast, else fp32 (4-bit: bf16 compute)
 
 
-def resolve_dtype(spec: LLMSpec) -> torch.dtype:
+def resolve_dtype(spec: LLMConfig) -> torch.dtype:
     if spec.dtype != "auto":
         return getattr(torch, spec.dtype)
     if torch.cuda.is_available():
@@ -132,11 +132,11 @@ def resolve_model_path(name: str, cache_dir: str | Path | None = None) -> str:
     return name
 
 
-def load_llm(spec: LLMSpec | str = SMOLLM2, cache_dir: str | Path | None = None):
+def load_llm(spec: LLMConfig | str = SMOLLM2, cache_dir: str | Path | None = None):
     """Return ``(tokenizer, model)``: left padding and a pad token set, model in eval mode."""
     from transformers import AutoModelForCausalLM
 
-    spec = LLMSpec(spec) if isinstance(spec, str) else spec
+    spec = LLMConfig(spec) if isinstance(spec, str) else spec
     path = resolve_model_path(spec.name, cache_dir)
     kwargs: dict = {"dtype": resolve_dtype(spec)}
     if spec.load_in_4bit:
@@ -181,16 +181,16 @@ def template_tokens(tokenizer, system: str | None = None) -> int:
     return templated - bare + 1
 
 
-def context_length(spec: LLMSpec | str, cache_dir: str | Path | None = None) -> int:
+def context_length(spec: LLMConfig | str, cache_dir: str | Path | None = None) -> int:
     """How many tokens the model reads at most (its position embeddings; SmolLM2: 8,192)."""
     from transformers import AutoConfig
 
-    spec = LLMSpec(spec) if isinstance(spec, str) else spec
+    spec = LLMConfig(spec) if isinstance(spec, str) else spec
     return int(AutoConfig.from_pretrained(resolve_model_path(spec.name, cache_dir)).max_position_embeddings)
 
 
 def prompt_fitting(
-    tokenizer, spec: LLMSpec | str, max_new_tokens: int, system: str | None = None, answer_prefix: str = ""
+    tokenizer, spec: LLMConfig | str, max_new_tokens: int, system: str | None = None, answer_prefix: str = ""
 ) -> dict:
     """``count_tokens`` and ``max_tokens`` for a prompt builder: a bare prompt's token count, and how many it may
     have so that with the chat template, the answer prefix and ``max_new_tokens`` it fits the model's context."""
@@ -254,7 +254,7 @@ def generate(
     return tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
 
 
-def load_finetuned(spec: LLMSpec | str, adapter_dir: str | Path, cache_dir: str | Path | None = None):
+def load_finetuned(spec: LLMConfig | str, adapter_dir: str | Path, cache_dir: str | Path | None = None):
     """The base model with a trained LoRA adapter on top (``model.disable_adapter()`` gives the base back)."""
     from peft import PeftModel
 
@@ -274,11 +274,11 @@ def load_finetuned(spec: LLMSpec | str, adapter_dir: str | Path, cache_dir: str 
     return tokenizer, model
 
 
-def load_tokenizer(spec: LLMSpec | str = SMOLLM2, cache_dir: str | Path | None = None):
+def load_tokenizer(spec: LLMConfig | str = SMOLLM2, cache_dir: str | Path | None = None):
     """Only the tokenizer, left-padded (generation continues every prompt from its last token), with a pad token."""
     from transformers import AutoTokenizer
 
-    spec = LLMSpec(spec) if isinstance(spec, str) else spec
+    spec = LLMConfig(spec) if isinstance(spec, str) else spec
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(spec.name, cache_dir))
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

@@ -24,6 +24,7 @@ def build_rank_examples(
     items: pd.DataFrame,
     users: Sequence[int],
     candidates: pd.DataFrame,
+    *,
     n_candidates: int,
     n_history: int,
     seed: int,
