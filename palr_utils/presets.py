@@ -211,22 +211,18 @@ class RunPreset:
             )
 
 
-# Settings for short, sparse histories, chosen on Beauty's validation users (Amazon: median 6 items, against
-# MovieLens-1M's 96). What suits MovieLens overfits there: a 200-item window is not needed, and heavy dropout
-# (0.5, as the SASRec paper used on Amazon data) with a constant rate and early stopping holds it back
-# (benchmarks/results/sasrec_beauty_cpu.json: validation NDCG@10 0.0701, test 0.0563 in 15 minutes).
-# Beauty gets them by name; other data whose histories are as short gets them by the rule below.
+# Settings for short, sparse histories, chosen on Beauty's validation users: what suits MovieLens-1M overfits
+# there, so a short window, a small model and heavy dropout (0.5, as the SASRec paper used on Amazon data).
+# Measurements: docs/results.md, "Retrieval on Amazon Beauty". Beauty gets them by name; other data whose
+# histories are as short gets them by the rule below.
 SHORT_HISTORY_SETTINGS: dict[str, object] = {
     "sasrec": SASRecConfig(max_len=50, hidden_size=64, n_blocks=2, dropout=0.5, attention_dropout=0.5),
     "sasrec_training": TrainingConfig(
         epochs=200, learning_rate=1e-3, eval_every=2, patience=8, max_minutes=15, bf16_autocast="auto"
     ),
     "baseline_max_len": 50,
-    # benchmarks/results/baselines_beauty_cpu.json, chosen on validation NDCG@10. BPR-MF: a little
-    # weight decay (1e-6; Adam's, so rows of rare items shrink too) against overfitting: validation
-    # 0.0309, test 0.0355 / 0.0177 (no decay: 0.0213 / 0.0109). NCF: no decay (1e-6 learned more
-    # slowly), a longer budget: after 5 minutes validation was still rising (0.0191; test 0.0243 /
-    # 0.0121), so it trains for up to 15.
+    # chosen on validation NDCG@10 (docs/results.md, "BPR-MF and NCF on Beauty"): BPR-MF overfits without a
+    # little weight decay; NCF was still improving when 5 minutes stopped it, so it has 15
     "baseline_training_by_model": {
         "bpr_mf": TrainingConfig(
             epochs=100, learning_rate=2e-3, weight_decay=1e-6, eval_every=2, patience=3, max_minutes=5
@@ -262,30 +258,27 @@ PRESETS: dict[str, RunPreset] = {
         name="cpu",
         description="real data on a laptop CPU with SmolLM2-135M",
         default_dataset="ml-1m",
-        # Three blocks of hidden size 128 (no attention-probability dropout), batches of similar-length windows,
-        # and a learning rate warmed up over one epoch, then lowered along a half cosine to zero at epoch 35:
-        # validation NDCG@10 0.1846, test 0.1802, in 28 minutes on 2 cores (about 48 s per epoch, validation
-        # included). Two blocks over 40 epochs: 0.1807; halving the rate on plateaus: 0.1769
-        # (benchmarks/results/sasrec_ml1m_cpu*.json; README). The budget is a safety net on slower machines
-        # (training stops there with the best checkpoint so far).
+        # Three blocks of hidden size 128 (no attention-probability dropout) and a learning rate warmed up over
+        # one epoch, then lowered along a half cosine to zero at epoch 35: the best of the variants measured on
+        # validation (docs/results.md, "Retrieval"). The budget is a safety net on slower machines (training
+        # stops there with the best checkpoint so far).
         sasrec=SASRecConfig(hidden_size=128, n_blocks=3, attention_dropout=0.0),
         sasrec_training=TrainingConfig(
             epochs=35, learning_rate=3e-3, eval_every=2, patience=10, max_minutes=28,
             lr_schedule="cosine", warmup_epochs=1, bf16_autocast="auto",
         ),  # fmt: skip
         baseline_training=TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=5),
-        # Caser on MovieLens-1M was still improving when 5 minutes stopped it after 5 epochs (test HR@10 0.1222,
-        # below the paper's 0.1338; docs/results.md): it gets 15 (Beauty keeps 5, see its overrides)
+        # Caser on MovieLens-1M was still improving when 5 minutes stopped it (docs/results.md, "Retrieval"):
+        # it gets 15 (Beauty keeps 5, see its overrides)
         baseline_training_by_model={
             "caser": TrainingConfig(epochs=100, learning_rate=2e-3, eval_every=2, patience=3, max_minutes=15),
         },
         # Re-ranking the top 20 rather than the paper's 50 halves the prompt, in training and at evaluation;
         # Recommend_Retrieval hides 3 answers among 20 candidates, close to evaluation's "1 (or 0) among 20".
         instructions=InstructionConfig(n_history=10, n_targets=10, n_candidates=20, n_retrieval_targets=3),
-        # One epoch over ~2,400 examples. On 2 cores: length-grouped batches (1.2x less padding) and adapters on the
-        # last 6 of SmolLM2's 30 layers (steps 1.12x faster than with 10 layers, 1.5x than with all 30;
-        # benchmarks/results/finetune_*layers*.json) bring PALR_v2 under 45 minutes; the budget is a safety net on
-        # slower machines (the benchmark records how much of the epoch ran).
+        # One epoch. Length-grouped batches (less padding) and adapters on the last 6 of SmolLM2's 30 layers (faster
+        # steps; docs/results.md, "Fine-tuning PALR_v1, PALR_v2 and PALR-rank") keep PALR_v2 under 45 minutes on
+        # 2 cores; the budget is a safety net on slower machines (the metrics record how much of the epoch ran).
         finetune=FinetuneConfig(epochs=1, max_length=768, lora_last_layers=6, max_minutes=44),
         # one-pass methods on 2,000 users (a bootstrap interval of a difference in NDCG@10 of about +-0.01),
         # generation on 1,000 of them
@@ -293,7 +286,7 @@ PRESETS: dict[str, RunPreset] = {
         n_generation_users=1000,
         # PALR-rank reads the prompt once for all 20 candidates: one epoch over every user whose next item is among
         # their candidates. Adapters on every projection of the last 8 layers: the scorer must learn a new task,
-        # not a new wording; the budget keeps the LLM stage near issue 13's two hours.
+        # not a new wording; the budget keeps the LLM stage near two hours on 2 cores.
         rank_finetune=FinetuneConfig(
             epochs=1, max_length=640, lora_last_layers=8, lora_r=16, lora_alpha=32, learning_rate=4e-4,
             target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),

@@ -171,7 +171,8 @@ def test_no_answer_title_stands_in_a_prompt_even_through_the_profile(synthetic):
     titles = processed.items.set_index(ITEM)[TITLE]
     echoing = {u: [titles[i].lower() for i in profile_history(data, u, spec)[-20:]] for u in users}
     candidates = pd.DataFrame({USER: np.repeat(users, 3), SPLIT: "train", ITEM: np.tile([1, 2, 3], len(users))})
-    examples = build_instruction_examples(data, processed.items, users, spec, 2, echoing, candidates)
+    examples = build_instruction_examples(data, processed.items, users, spec, 2, profiles=echoing,
+                                          candidates=candidates)  # fmt: skip
     for _, example in examples.iterrows():
         preferences = [line for line in example["prompt"].splitlines() if line.startswith("The user's preferences")]
         answer_titles = {titles[i].lower() for i in example["label"]}
@@ -210,3 +211,21 @@ def test_every_example_fits_max_length_with_the_chat_template_and_end_token(synt
     assert shortened > 0, "the test needs examples that had to be shortened"
     over = [n for n, h in zip(templated, examples["history"], strict=True) if n > max_length and len(h) > 1]
     assert not over, f"{len(over)} templated examples exceed max_length {max_length}: {over[:5]}"
+
+
+def test_palr_v1_trains_on_recommend_only_and_palr_v2_on_both_tasks_in_their_order(synthetic):
+    from palr_utils.finetune.instructions import RECOMMEND
+    from palr_utils.finetune.runs import adapter_dir, instruction_runs, run_dir
+
+    processed, data = synthetic
+    users = finetune_users(data.n_users, 0.5, seed=1)
+    candidates = pd.DataFrame({USER: np.repeat(users, 12), SPLIT: "train",
+                               ITEM: np.tile(np.arange(12), len(users))})  # fmt: skip
+    examples = build_instruction_examples(data, processed.items, users, InstructionConfig(), seed=2,
+                                          candidates=candidates)  # fmt: skip
+    runs = instruction_runs(examples)
+    assert list(runs) == ["v1", "v2"]
+    assert set(runs["v1"]["task"]) == {RECOMMEND}
+    assert len(runs["v1"]) == len(users)
+    pd.testing.assert_frame_equal(runs["v2"], examples)  # both tasks, in the order they were built
+    assert adapter_dir("art", "v2") == run_dir("art", "v2") / "adapter"

@@ -20,6 +20,7 @@ from palr_utils.core.io import read_metrics
 from palr_utils.core.paths import project_root
 from palr_utils.course.lessons import solution_blocks
 from palr_utils.course.runner import NOTEBOOKS, present_notebooks, run_notebooks
+from palr_utils.finetune.runs import INSTRUCTION_RUNS, RANK_RUN, run_dir
 from palr_utils.llm.prompts import CANDIDATE_LABELS
 from palr_utils.presets import get_preset
 
@@ -160,6 +161,19 @@ def test_04_finetuning_lowers_the_loss(tiny_run):
         assert abs(metrics[f"rank_train_loss_{end}"] - chance) < 1.0
     for run in ("palr_v1", "palr_v2", "palr_rank"):
         assert (tiny_run / "finetune" / run / "adapter" / "adapter_config.json").exists()
+
+
+def test_the_finetune_command_line_trains_the_adapters_notebook_04_trains(tiny_run):
+    """The command line (for several GPUs) reads the same table of runs, settings and folders as notebook 04:
+    on the notebook's finished run it finds every adapter finished, and trains nothing."""
+    adapters = [run_dir(tiny_run, name) / "adapter" / "adapter_model.safetensors" for name in (*INSTRUCTION_RUNS,
+                RANK_RUN)]  # fmt: skip
+    before = [path.stat().st_mtime_ns for path in adapters]
+    done = subprocess.run([sys.executable, "-m", "palr_utils.finetune.cli", "--profile", "tiny", "--artifact-dir",
+                           str(tiny_run)], cwd=project_root(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.count("adapter in") == 3, done.stdout
+    assert [path.stat().st_mtime_ns for path in adapters] == before  # reused, not retrained
 
 
 def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):

@@ -1,10 +1,8 @@
 """PALR-rank: an LLM trained to *rank* the retriever's candidates, all of them in one forward pass.
 
-Our extension beyond the paper. PALR_v2 learns to *write* answers token by token, and its one-pass letter
-scores carried no signal (README). A first version of this scorer followed LlamaRec (Yue et al., 2023): the
-candidates listed as ``A.``, ``B.``, ... and a softmax over the letters' logits. On MovieLens-1M its training
-loss stayed at ln 20, chance: a 135M-parameter model did not learn to tie a letter back to its title and
-compare that title with the history (README). This version asks a simpler question of every candidate:
+Our extension beyond the paper. PALR_v2 learns to *write* answers token by token; PALR-rank asks a small
+model a simpler question of every candidate, so that it needs no letter to tie back to a title (why, and what
+was tried first: docs/results.md, "PALR-rank"):
 
 * **the prompt**: a user's history (their training items but the last) and the instruction "answer Yes if
   the user is likely to have watched it next"; then every candidate as its own line, ``Title:``, after it;
@@ -16,8 +14,8 @@ compare that title with the history (README). This version asks a simpler questi
 * **the loss** (listwise): the cross-entropy of the K scores, with the last training item as the right answer.
   Users whose last item is not among their candidates give no example;
 * **the candidates** come from a retriever trained *one step back* (without each user's last training item):
-  the full retriever learned those very transitions and lists its own training answers in a way test
-  candidates never are (on Beauty, 48% of training answers were in its top 20 against 13% of test items).
+  the full retriever learned those very transitions and would list its own training answers far more often
+  than it lists test items (docs/results.md, "PALR-rank").
 
 TRL's ``SFTTrainer`` does the training (``ListwiseCandidateTrainer`` changes the batches and the loss).
 Validation and test items never enter an example: the history and its next item are training data.
