@@ -1,9 +1,8 @@
 """Benchmark: what the `cpu` fine-tuning settings buy, on the real MovieLens-1M instruction data.
 
-    .venv/bin/python benchmarks/finetune_settings_ml1m.py [--data-dir ../shared/data/ml-1m] [--steps 6]
+    .venv/bin/python benchmarks/finetune_settings_ml1m.py [--artifact-dir artifacts/cpu/ml-1m-custom] [--steps 6]
 
-Builds the PALR_v2 examples of notebook 04 (candidates from an untrained SASRec: only the prompt lengths
-matter here, and profiles from a notebook-02 cache when one exists), then measures
+Reads the PALR_v2 examples notebook 04 wrote in a run's folder (``instructions.parquet``), then measures
 
 * the padded tokens of one epoch with random batches and with length-grouped batches
   (transformers' LengthGroupedSampler), and
@@ -23,18 +22,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
-from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
+from common import load_run_data, machine  # benchmarks/common.py (scripts run from this folder)
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from palr_utils.core.io import write_json
-from palr_utils.core.sampling import finetune_users
-from palr_utils.finetune.instructions import build_instruction_examples
+from palr_utils.core.io import require_artifacts, write_json
 from palr_utils.finetune.sft import finetune, to_sft_dataset
-from palr_utils.llm.loading import load_tokenizer, template_tokens
-from palr_utils.profiles import read_profiles
-from palr_utils.retrieval import SASRec
-from palr_utils.retrieval.candidates import candidate_rows, top_k_after_histories, training_prefix
+from palr_utils.llm.loading import load_tokenizer
 
 
 def padded_tokens(lengths: list[int], order: list[int], batch_size: int) -> int:
@@ -47,33 +42,19 @@ def padded_tokens(lengths: list[int], order: list[int], batch_size: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data-dir", default="../shared/data/ml-1m")
-    parser.add_argument("--dataset", default="custom")
-    parser.add_argument("--profiles", default="artifacts/cpu/ml-1m-custom/profiles_prefix.jsonl")
+    parser.add_argument("--artifact-dir", default="artifacts/cpu/ml-1m-custom", help="a run whose notebook 04 ran")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--last-layers", type=int, nargs="+", default=[10], help="adapted layer counts to time")
     parser.add_argument("--skip-all-layers", action="store_true", help="do not time adapters on every layer")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "finetune_settings_ml1m_cpu.json"))
     args = parser.parse_args()
 
-    config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir, "")
+    config, _, _ = load_run_data(args.artifact_dir)
     preset = config.preset
-    users = finetune_users(data.n_users, preset.finetune_fraction, config.seed)
-    retriever = SASRec(data.n_items, preset.sasrec).eval()
-    retriever.data = data
-    prefixes = [training_prefix(data.train[u], preset.instructions.n_targets)[0] for u in users]
-    top_k = top_k_after_histories(retriever, prefixes, preset.n_exported_candidates)
-    candidates = candidate_rows(users, "train", *top_k)
-    keywords = {}
-    if Path(args.profiles).exists():
-        profiles = read_profiles(args.profiles)
-        keywords = dict(zip(profiles["user"], profiles["keywords"], strict=True))
+    (path,) = require_artifacts(args.artifact_dir, ["instructions.parquet"], producer="04_finetune_palr")
+    examples = pd.read_parquet(path)  # notebook 04's PALR_v2 examples (both tasks), as it trains on them
     tokenizer = load_tokenizer(preset.llm)
     count_tokens = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
-    examples = build_instruction_examples(
-        data, processed.items, users, preset.instructions, config.seed, profiles=keywords, candidates=candidates,
-        domain="movie", count_tokens=count_tokens, max_tokens=preset.finetune.max_length - template_tokens(tokenizer),
-    )  # fmt: skip
     dataset = to_sft_dataset(examples, tokenizer)
     lengths = [count_tokens(p + c) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)]
     batch_size = preset.finetune.batch_size

@@ -1,14 +1,21 @@
-"""Benchmark: the whole tutorial, `cpu` preset, real MovieLens-1M, 2 CPU cores.
+"""Benchmark: the tutorial's notebooks on real data, as one run or as a variant of one; every benchmark that trains
+or scores is this script with other arguments.
 
-    .venv/bin/python benchmarks/pipeline_ml1m.py [--data-dir ../shared/data/ml-1m] [--only 03_sasrec_retrieval ...]
+    .venv/bin/python benchmarks/pipeline_ml1m.py --data-dir ../shared/data/ml-1m     # the recorded cpu run
+    .venv/bin/python benchmarks/pipeline_ml1m.py --data-dir ../shared/data/beauty    # the same on Beauty
+    .venv/bin/python benchmarks/pipeline_ml1m.py --only 05_evaluation                # one stage again
+    # a variant: SASRec alone with another width, from the recorded run's notebook 01, into its own folder
+    .venv/bin/python benchmarks/pipeline_ml1m.py --name sasrec_ml1m_hidden64 --reuse-from artifacts/cpu/ml-1m-custom \
+        --only 03_sasrec_retrieval --overrides "sasrec.hidden_size=64 baselines=[]"
 
-Executes notebooks 01-05 with papermill exactly as ``make tutorial PROFILE=cpu
-DATASET=custom DATA_DIR=...`` does, times each one, and gathers the metrics
-each notebook recorded into benchmarks/results/pipeline_ml1m_cpu.json (the
-table in the README). Every stage resumes from what is on disk in the artifact
-directory (checkpoints, JSONL caches), so an interrupted run can be started
-again; a notebook's wall time is then the time of its last, resumed execution,
-and ``resumed`` in the results says so.
+Executes the notebooks with papermill exactly as ``make tutorial PROFILE=... DATASET=custom DATA_DIR=...
+OVERRIDES=...`` does, times each one, and gathers the metrics each notebook recorded into
+``benchmarks/results/<name>.json`` (the recorded runs: ``pipeline_ml1m_cpu.json`` and ``pipeline_beauty_cpu.json``,
+the README's tables). A variant (``--overrides``, or a ``--name`` of its own) runs in ``artifacts/benchmarks/<name>``;
+``--reuse-from`` gives that folder the outputs of another run's notebooks before the first one of ``--only``
+(hard links, nothing copied), whose identities every later cache and checkpoint checks as usual. Every stage
+resumes from what is on disk, so an interrupted run can be started again; a notebook's wall time is then the
+time of its last, resumed execution, and ``resumed`` in the results says so.
 """
 
 from __future__ import annotations
@@ -25,15 +32,8 @@ import torch
 from palr_utils.core.constants import NOTEBOOKS
 from palr_utils.core.io import read_metrics, write_json
 from palr_utils.core.paths import project_root
-from palr_utils.course.runner import run_notebooks
-
-# What a notebook finds on disk when it resumes an earlier, interrupted run
-RESUMABLE_STATE = {
-    "02_user_profiles": "profiles.jsonl",
-    "03_sasrec_retrieval": "checkpoints",
-    "04_finetune_palr": "finetune",
-    "05_evaluation": "rerank",
-}
+from palr_utils.course.runner import NOTEBOOK_OUTPUTS, reuse_outputs, run_notebooks
+from palr_utils.presets import resolve_config
 
 
 def code_version() -> str:
@@ -47,33 +47,59 @@ def code_version() -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def default_name(data_dir: str, profile: str) -> str:
+    """``pipeline_<data>_<profile>``: the data folder's name without dashes (ml1m, beauty)."""
+    return f"pipeline_{Path(data_dir).name.replace('-', '')}_{profile}"
+
+
+def was_resumed(artifact_dir: Path, stem: str) -> bool:
+    """Whether ``stem`` finds its own state on disk (checkpoints, caches) from an earlier, interrupted run."""
+    return stem != NOTEBOOKS[0] and any((artifact_dir / path).exists() for path in NOTEBOOK_OUTPUTS[stem])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data/ml-1m")
     parser.add_argument("--dataset", default="custom")
-    parser.add_argument("--artifact-dir", default="artifacts/cpu/ml-1m-custom")
-    parser.add_argument("--only", nargs="*", default=list(NOTEBOOKS), help="notebook stems to (re)run")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "pipeline_ml1m_cpu.json"))
-    args = parser.parse_args()
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--overrides", default="", help="OVERRIDES for every notebook (docs/running.md)")
+    parser.add_argument("--name", default="", help="the record's name; default pipeline_<data>_<profile>")
+    parser.add_argument("--artifact-dir", default="", help="default: the tutorial's folder for the recorded run, "
+                        "artifacts/benchmarks/<name> for a variant")  # fmt: skip
+    parser.add_argument("--reuse-from", default="", help="an artifact folder whose notebooks before the first "
+                        "of --only this run starts from")  # fmt: skip
+    parser.add_argument("--only", nargs="*", default=list(NOTEBOOKS), help="notebook stems to (re)run, in order")
+    parser.add_argument("--out", default="", help="default: benchmarks/results/<name>.json")
+    args = parser.parse_args(argv)
 
-    out = Path(args.out)
+    name = args.name or default_name(args.data_dir, args.profile)
+    variant = bool(args.overrides or args.name)
+    artifact_dir = args.artifact_dir or (str(project_root() / "artifacts" / "benchmarks" / name) if variant else "")
+    # resolving first refuses a misspelt override, or unknown data, before anything is linked or run
+    artifact_dir = resolve_config(args.profile, args.dataset, args.data_dir, artifact_dir, args.seed,
+                                  args.overrides).artifact_dir  # fmt: skip
+    only = [stem for stem in NOTEBOOKS if stem in args.only]
+    out = Path(args.out or Path(__file__).parent / "results" / f"{name}.json")
     result = json.loads(out.read_text()) if out.exists() else {"notebooks": {}}
-    for stem in args.only:
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    result.update(profile=args.profile, data=f"{args.dataset}:{args.data_dir}", overrides=args.overrides,
+                  artifact_dir=str(artifact_dir), machine=machine)  # fmt: skip
+    if args.reuse_from:
+        reused = reuse_outputs(args.reuse_from, artifact_dir, only[0])
+        result["reused"] = {"from": args.reuse_from, "notebooks": reused}
+    for stem in only:
         notebook = project_root() / "notebooks" / f"{stem}.ipynb"
-        resumed = stem in RESUMABLE_STATE and (Path(args.artifact_dir) / RESUMABLE_STATE[stem]).exists()
+        resumed = was_resumed(artifact_dir, stem)
         started, version = time.perf_counter(), code_version()  # before the kernel imports the code
-        artifact_dir = run_notebooks("cpu", args.dataset, args.data_dir, args.artifact_dir, notebooks=[notebook])
+        run_notebooks(args.profile, args.dataset, args.data_dir, str(artifact_dir), args.seed, notebooks=[notebook],
+                      overrides=args.overrides)  # fmt: skip
         result["notebooks"][stem] = {
             "wall_seconds": round(time.perf_counter() - started, 1),
             "resumed": resumed,
             "metrics": read_metrics(artifact_dir, stem),
             "commit": version,
         }
-        result.update(
-            profile="cpu",
-            data=f"{args.dataset}:{args.data_dir}",
-            machine=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        )
         write_json(result, out)  # after every notebook, so a long run records what it has done
         print(stem, result["notebooks"][stem], flush=True)
 

@@ -1,11 +1,12 @@
 """Benchmark: seconds per SASRec training step on MovieLens-1M for a few model variants (`cpu` preset).
 
-    .venv/bin/python benchmarks/sasrec_step_ml1m.py [--data-dir ../shared/data/ml-1m] [--steps 8]
+    .venv/bin/python benchmarks/sasrec_step_ml1m.py [--artifact-dir artifacts/cpu/ml-1m-custom] [--steps 8]
 
 Training quality within a time budget depends on how many epochs fit, so this measures the cost of one
 optimiser step (forward, backward, Adam; the preset's batch size and bf16 setting) for the preset's
-SASRec and for variants, on the same batches. It says nothing about quality: that is what
-benchmarks/sasrec.py measures. Results go to benchmarks/results/sasrec_step_ml1m_cpu.json.
+SASRec and for variants, on the same batches of the data notebook 01 wrote in that run's folder. It says nothing
+about quality: that is notebook 03's (``pipeline_ml1m.py --only 03_sasrec_retrieval --overrides ...``). Results
+go to benchmarks/results/sasrec_step_ml1m_cpu.json.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import load_benchmark_data, machine  # benchmarks/common.py (scripts run from this folder)
+from common import load_run_data, machine  # benchmarks/common.py (scripts run from this folder)
 
 from palr_utils.core.io import write_json
 from palr_utils.retrieval import SASRec
@@ -47,13 +48,12 @@ def seconds_per_step(model: SASRec, batches: list, bf16: bool, warmup: int = 2) 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data-dir", default="../shared/data/ml-1m")
-    parser.add_argument("--dataset", default="custom")
+    parser.add_argument("--artifact-dir", default="artifacts/cpu/ml-1m-custom", help="a run whose notebook 01 ran")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sasrec_step_ml1m_cpu.json"))
     args = parser.parse_args()
 
-    config, processed, data = load_benchmark_data("cpu", args.dataset, args.data_dir)
+    config, processed, data = load_run_data(args.artifact_dir)
     training, base = config.preset.sasrec_training, config.preset.sasrec
     bf16 = training.uses_bf16()
     model = SASRec(processed.n_items, base)

@@ -23,9 +23,17 @@ from palr_utils.data.synthetic import SyntheticConfig
 from palr_utils.finetune.instructions import InstructionConfig
 from palr_utils.finetune.sft import FinetuneConfig
 from palr_utils.llm.loading import PAPER_MODEL, LLMConfig
+from palr_utils.retrieval import BASELINE_NAMES, baseline_config
 from palr_utils.retrieval.sasrec import SASRecConfig
 from palr_utils.retrieval.training import TrainingConfig
 from palr_utils.rules import SettingsChoice, SettingsRule, describe_choice, first_rule, fit_window, scale_budget
+
+
+def _known_baseline(name: str) -> bool:
+    """True for one of the baselines' names; an OVERRIDES key with another is refused with the names."""
+    if name not in BASELINE_NAMES:
+        raise OverrideError(f"OVERRIDES: no baseline called {name!r}; the baselines are {list(BASELINE_NAMES)}")
+    return True
 
 
 @dataclass(frozen=True)
@@ -43,10 +51,20 @@ class RunPreset:
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     sasrec_training: TrainingConfig = field(default_factory=TrainingConfig)
     baseline_training: TrainingConfig = field(default_factory=TrainingConfig)  # BPR-MF, NCF, GRU4Rec, Caser
+    # the baselines notebook 03 trains (a benchmark of SASRec alone: OVERRIDES="baselines=[]")
+    baselines: tuple[str, ...] = BASELINE_NAMES
     # a baseline whose training differs from ``baseline_training`` on this data: {model name: its settings}
-    baseline_training_by_model: dict[str, TrainingConfig] = field(default_factory=dict, compare=False, repr=False)
+    # (OVERRIDES="baseline_training_by_model.ncf.max_minutes=15" starts an entry from what that model uses now)
+    baseline_training_by_model: dict[str, TrainingConfig] = field(
+        default_factory=dict, compare=False, repr=False,
+        metadata={"new_entry": lambda preset, name: _known_baseline(name) and preset.baseline_settings(name)},
+    )  # fmt: skip
     # a baseline whose model differs from its default on this data: {model name: its config, e.g. NCFConfig(...)}
-    baseline_models: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+    baseline_models: dict[str, object] = field(
+        default_factory=dict, compare=False, repr=False,
+        metadata={"new_entry": lambda preset, name: _known_baseline(name)
+                  and baseline_config(name, preset.baseline_max_len, preset.baseline_models)},
+    )  # fmt: skip
     baseline_max_len: int = 200  # GRU4Rec's history length
     # the retriever's top-K that notebook 03 exports per user and history (Recall@K's largest K); the prompts
     # hold fewer: ``instructions.n_candidates`` (= ``rerank_candidates``)
@@ -198,6 +216,9 @@ class RunPreset:
         )
 
     def __post_init__(self) -> None:
+        if unknown := sorted(set(self.baselines) - set(BASELINE_NAMES)):
+            raise ValueError(f"baselines: no baseline called {', '.join(map(repr, unknown))}; "
+                             f"the baselines are {list(BASELINE_NAMES)}")  # fmt: skip
         if self.settings_rules:
             anchors = {rule.anchor for rule in self.settings_rules} | {self.default_dataset}
             if not anchors <= set(PAPER_TABLE_1) or not self.window_sizes:

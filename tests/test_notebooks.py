@@ -16,10 +16,12 @@ import sys
 import numpy as np
 import pytest
 
+from palr_utils.core.constants import MANIFESTS_DIR, METRICS_DIR
 from palr_utils.core.io import read_metrics
 from palr_utils.core.paths import project_root
 from palr_utils.course.lessons import solution_blocks
-from palr_utils.course.runner import NOTEBOOKS, present_notebooks, run_notebooks
+from palr_utils.course.notebook import DATA_SOURCE_FILE
+from palr_utils.course.runner import NOTEBOOK_OUTPUTS, NOTEBOOKS, present_notebooks, run_notebooks
 from palr_utils.finetune.runs import INSTRUCTION_RUNS, RANK_RUN, run_dir
 from palr_utils.llm.prompts import CANDIDATE_LABELS
 from palr_utils.presets import get_preset
@@ -174,6 +176,32 @@ def test_the_finetune_command_line_trains_the_adapters_notebook_04_trains(tiny_r
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.count("adapter in") == 3, done.stdout
     assert [path.stat().st_mtime_ns for path in adapters] == before  # reused, not retrained
+
+
+def test_every_file_a_run_writes_belongs_to_a_notebook(tiny_run):
+    """The table a benchmark variant reuses outputs by: a new output left out of it would not be reused."""
+    bookkeeping = {DATA_SOURCE_FILE, METRICS_DIR, MANIFESTS_DIR, "executed"}
+    known = {path for outputs in NOTEBOOK_OUTPUTS.values() for path in outputs} | bookkeeping
+    assert {path.name for path in tiny_run.iterdir()} == known
+
+
+def test_a_benchmark_variant_starts_from_the_earlier_notebooks_of_a_run_and_records_its_overrides(tiny_run, tmp_path):
+    variant, out = tmp_path / "variant", tmp_path / "variant.json"
+    command = [sys.executable, "benchmarks/pipeline_ml1m.py", "--profile", "tiny", "--dataset", "synthetic",
+               "--data-dir", str(tiny_run.parent / "data"), "--artifact-dir", str(variant), "--out", str(out),
+               "--reuse-from", str(tiny_run), "--only", "04_finetune_palr",
+               "--overrides", "finetune.max_steps=2 rank_finetune.max_steps=2"]  # fmt: skip
+    before = (tiny_run / "finetune" / "palr_rank" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
+    done = subprocess.run(command, cwd=project_root(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert result["reused"]["notebooks"] == list(NOTEBOOKS[:3]) and list(result["notebooks"]) == [NOTEBOOKS[3]]
+    metrics, original = result["notebooks"][NOTEBOOKS[3]]["metrics"], read_metrics(tiny_run, NOTEBOOKS[3])
+    assert metrics["overrides"] == result["overrides"] == "finetune.max_steps=2 rank_finetune.max_steps=2"
+    assert metrics["rank_epochs_done"] == pytest.approx(original["rank_epochs_done"] / 4)  # 2 steps, not 8
+    # notebook 03's outputs are the run's own files (hard links), and the run's adapters are untouched
+    assert (variant / "candidates.parquet").stat().st_ino == (tiny_run / "candidates.parquet").stat().st_ino
+    assert (tiny_run / "finetune" / "palr_rank" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == before
 
 
 def test_05_evaluation_reports_every_method_on_the_same_users(tiny_run):

@@ -77,3 +77,38 @@ def test_the_runner_refuses_a_misspelt_override_before_any_notebook(tmp_path):
     with pytest.raises(OverrideError, match="no setting"):
         run_notebooks("tiny", artifact_dir=str(tmp_path / "out"), notebooks=[], overrides="sasrec.hidden=3")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_baselines_own_settings_are_reached_by_name_and_start_from_what_it_uses_now():
+    preset = resolve_config("cpu", overrides="baseline_training_by_model.ncf.weight_decay=1e-6 "
+                                              "baseline_models.ncf.negatives_per_positive=8").preset  # fmt: skip
+    assert preset.baseline_settings("ncf").weight_decay == 1e-6
+    assert preset.baseline_settings("ncf").max_minutes == preset.baseline_training.max_minutes  # the rest as before
+    assert preset.baseline_models["ncf"].negatives_per_positive == 8
+    assert preset.baseline_settings("caser").weight_decay == 0.0  # another model's entry is untouched
+    # on Beauty the entry is Beauty's own (15 minutes for NCF), with the override applied after it
+    beauty = preset.for_data({"paper_dataset": "beauty"})
+    assert beauty.baseline_settings("ncf").weight_decay == 1e-6 and beauty.baseline_settings("ncf").max_minutes == 15
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ("baseline_training_by_model.nfc.weight_decay=1e-6", "no baseline called 'nfc'"),
+        ("baseline_training_by_model.ncf=1", "name a setting of baseline_training_by_model.ncf"),
+        ("baseline_training_by_model=1", "holds settings by name"),
+        ("baselines=sasrec", "no baseline called 'sasrec'"),
+    ],
+)
+def test_settings_by_name_and_the_list_of_baselines_refuse_unknown_names(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_config("cpu", overrides=overrides)
+
+
+def test_the_baselines_notebook_03_trains_can_be_fewer():
+    from palr_utils.retrieval import build_baselines
+
+    assert resolve_config("tiny").preset.baselines == ("bpr_mf", "ncf", "gru4rec", "caser")
+    preset = resolve_config("tiny", overrides="baselines=[]").preset
+    assert build_baselines(10, 20, names=preset.baselines) == {}
+    assert list(build_baselines(10, 20, names=("caser", "ncf"))) == ["ncf", "caser"]  # Table 2's order

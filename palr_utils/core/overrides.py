@@ -81,12 +81,17 @@ def _replace(obj: object, path: Sequence[str], value: object, done: str = "") ->
     if name not in fields:
         raise OverrideError(f"OVERRIDES: {type(obj).__name__} has no setting {key!r}; it has {sorted(fields)}")
     current, hint = getattr(obj, name), _hints(type(obj))[name]
+    if rest and isinstance(current, dict):  # settings by name, e.g. baseline_training_by_model.ncf.max_minutes
+        return dataclasses.replace(obj, **{name: _replace_entry(obj, fields[name], current, rest, value, key)})
     if rest:
         if not dataclasses.is_dataclass(current):
             raise OverrideError(f"OVERRIDES: {key} is a single setting ({type(current).__name__}), not a group")
         return dataclasses.replace(obj, **{name: _replace(current, rest, value, key)})
-    if dataclasses.is_dataclass(current) or isinstance(current, dict):
-        inner = sorted(f.name for f in dataclasses.fields(current)) if dataclasses.is_dataclass(current) else []
+    if isinstance(current, dict):
+        raise OverrideError(f"OVERRIDES: {key} holds settings by name ({sorted(current)}); name one and its "
+                            f"setting, e.g. {key}.NAME.X=...")  # fmt: skip
+    if dataclasses.is_dataclass(current):
+        inner = sorted(f.name for f in dataclasses.fields(current))
         raise OverrideError(f"OVERRIDES: {key} is a group of settings; name one of them ({inner}), e.g. {key}.X=...")
     return dataclasses.replace(obj, **{name: _coerce(key, value, hint)})
 
@@ -102,3 +107,18 @@ def format_overrides(pairs: Sequence[tuple[str, object]]) -> str:
     """The pairs as one OVERRIDES string (what a record shows, and what reproduces the run)."""
     return " ".join(f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
                     for key, value in pairs)  # fmt: skip
+
+
+def _replace_entry(obj: object, field: dataclasses.Field, entries: dict, path: Sequence[str], value: object,
+                   key: str) -> dict:  # fmt: skip
+    """``entries`` with the setting ``path[1:]`` of the entry ``path[0]`` changed. An entry it does not hold
+    yet starts from what the field's ``metadata["new_entry"](obj, name)`` gives (what that name uses today)."""
+    name, rest = path[0], path[1:]
+    entry = entries.get(name)
+    if entry is None and "new_entry" in field.metadata:
+        entry = field.metadata["new_entry"](obj, name)
+    if entry is None:
+        raise OverrideError(f"OVERRIDES: {key} has no entry {name!r}; it has {sorted(entries)}")
+    if not rest or not dataclasses.is_dataclass(entry):
+        raise OverrideError(f"OVERRIDES: name a setting of {key}.{name}, e.g. {key}.{name}.X=...")
+    return {**entries, name: _replace(entry, rest, value, f"{key}.{name}")}

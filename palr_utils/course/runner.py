@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,16 +29,66 @@ from pathlib import Path
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
-from palr_utils.core.constants import NOTEBOOKS
+from palr_utils.core.constants import INTERACTIONS_FILE, ITEMS_FILE, MANIFESTS_DIR, METRICS_DIR, NOTEBOOKS, USERS_FILE
 from palr_utils.core.io import ArtifactDirError, headline, prepare_artifact_dir, read_metrics
 from palr_utils.core.overrides import OverrideError
 from palr_utils.core.paths import project_root
+from palr_utils.course.notebook import DATA_SOURCE_FILE
+from palr_utils.data import DATASET_INFO_FILE
 from palr_utils.data.custom import MISSING_TITLE_POLICIES
 from palr_utils.presets import parse_seed, resolve_config
 
 # tqdm, and the bars of huggingface_hub and datasets (TRL prepares its training set with datasets' map)
 QUIET_KERNEL_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+# What each notebook writes under ARTIFACT_DIR besides its metrics, its manifest and its executed copy. Run again,
+# a notebook finds these as its own state and resumes from them; a run that reuses an earlier run's notebooks
+# (:func:`reuse_outputs`) takes these from it.
+NOTEBOOK_OUTPUTS = {
+    "01_preprocessing": (INTERACTIONS_FILE, ITEMS_FILE, USERS_FILE, DATASET_INFO_FILE),
+    "02_user_profiles": ("profiles.jsonl", "profiles.identity.json", "profiles_prefix.jsonl",
+                         "profiles_prefix.identity.json"),  # fmt: skip
+    "03_sasrec_retrieval": ("checkpoints", "candidates.parquet", "rank_candidates.parquet"),
+    "04_finetune_palr": ("instructions.parquet", "rank_examples.parquet", "finetune"),
+    "05_evaluation": ("rerank",),
+}
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """``source`` (a file or a folder) at ``target`` as hard links: no copy of the bytes. Every stage replaces a
+    file by renaming a new one over it, so a later write in ``target`` never changes the file ``source`` holds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=os.link)
+    else:
+        os.link(source, target)
+
+
+def reuse_outputs(source: str | Path, target: str | Path, first: str) -> list[str]:
+    """Give ``target`` the outputs of ``source``'s notebooks before ``first``, so that a run of ``first`` and the
+    notebooks after it (with other OVERRIDES, say) starts from them; returns those notebooks' names.
+
+    The outputs are hard-linked, not copied. The data claim comes along, so a run on other data is refused at
+    its first cell; every later cache and checkpoint still checks its own identity. Paths ``target`` already
+    holds are kept (a benchmark resumed after an interruption links nothing twice).
+    """
+    source, target = Path(source), Path(target)
+    if first not in NOTEBOOKS:
+        raise ValueError(f"{first!r} is not one of the notebooks: {list(NOTEBOOKS)}")
+    earlier = list(NOTEBOOKS[: NOTEBOOKS.index(first)])
+    if missing := [stem for stem in earlier if not (source / METRICS_DIR / f"{stem}.json").exists()]:
+        raise FileNotFoundError(f"{source} holds no finished run of {', '.join(missing)} (no metrics file): run "
+                                f"them there first, or reuse another folder")  # fmt: skip
+    paths = [DATA_SOURCE_FILE]
+    for stem in earlier:
+        paths += [*NOTEBOOK_OUTPUTS[stem], f"{METRICS_DIR}/{stem}.json", f"{MANIFESTS_DIR}/{stem}.json",
+                  f"executed/{stem}.ipynb"]  # fmt: skip
+    for relative in paths:
+        if (source / relative).exists() and not (target / relative).exists():
+            _link_tree(source / relative, target / relative)
+    return earlier
 
 
 class NotebookFailed(RuntimeError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from palr_utils.retrieval.base import Retriever
 from palr_utils.retrieval.bpr import BPRMF, BPRConfig
 from palr_utils.retrieval.candidates import export_candidates, recall_at_k
@@ -14,6 +16,7 @@ from palr_utils.retrieval.sequences import SequenceData
 from palr_utils.retrieval.training import TorchRetriever, TrainingConfig, train
 
 __all__ = [
+    "BASELINE_NAMES",
     "BPRMF",
     "BPRConfig",
     "Caser",
@@ -61,22 +64,29 @@ def baseline_config(name: str, max_len: int = 200, configs: dict | None = None):
     return (configs or {}).get(name) or default_config(max_len)
 
 
+BASELINE_NAMES = tuple(_BASELINES)
+
+
 def build_baselines(
-    n_users: int, n_items: int, max_len: int = 200, seed: int | None = None, configs: dict | None = None
-) -> dict[str, TorchRetriever]:
-    """The paper's trained baselines, untrained, in the order of its Table 2.
+    n_users: int, n_items: int, max_len: int = 200, seed: int | None = None, configs: dict | None = None,
+    names: Sequence[str] | None = None,
+) -> dict[str, TorchRetriever]:  # fmt: skip
+    """The paper's trained baselines, untrained, in the order of its Table 2 (``names``: only those).
 
     ``configs`` replaces the default configuration of the models it names (``{"ncf": NCFConfig(...)}``; a
     preset's ``baseline_models``). With ``seed``, each model draws its initial weights right after
     ``torch.manual_seed(seed)``: a baseline then starts from the same weights whatever ran before it (after
-    SASRec's training in notebook 03, alone in ``benchmarks/baselines.py``), so a setting chosen in the benchmark
-    is the one the notebook trains.
+    SASRec's training in notebook 03, or in a benchmark that trains only some of them), so a setting chosen
+    in a benchmark is the one the full notebook trains.
     """
     import torch
 
     _check_baseline_names(configs or {})
+    _check_baseline_names(names or ())
     models = {}
     for name, (_, build) in _BASELINES.items():
+        if names is not None and name not in names:
+            continue
         if seed is not None:
             torch.manual_seed(seed)
         models[name] = build(n_users, n_items, baseline_config(name, max_len, configs))
