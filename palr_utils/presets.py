@@ -144,8 +144,9 @@ class RunPreset:
             fitted, sasrec=dataclasses.replace(fitted.sasrec, max_len=window), baseline_max_len=window
         )
         final = apply_overrides(fitted, self.overrides)  # what the run uses, described below
-        reason = describe_choice(rule, self.settings_rules[0], statistics, anchor, final.sasrec.max_len, scale,
-                                 final.sasrec_training.max_minutes, self.min_budget_minutes)  # fmt: skip
+        reason = describe_choice(rule, self.settings_rules[0], statistics, anchor=anchor, window=final.sasrec.max_len,
+                                 scale=scale, sasrec_minutes=final.sasrec_training.max_minutes,
+                                 floor=self.min_budget_minutes)  # fmt: skip
         choice = SettingsChoice(rule.name if rule else "the preset's own", anchor, reason + self._overridden(),
                                 final.sasrec.max_len, scale)  # fmt: skip
         return final, choice

@@ -87,7 +87,8 @@ def generate_profiles(
 
     identity = identity if identity is not None else getattr(generate_batch, "identity", None)
     profiles = resumable_map(
-        users, prompts, work, cache_path, USER, batch_size, desc="profiles", identity=identity, check_inputs=True
+        users, prompts, work, cache_path, key=USER, batch_size=batch_size, desc="profiles", identity=identity,
+        check_inputs=True,
     )
     return profiles.reindex(columns=[USER, KEYWORDS, RAW, SECONDS])
 

@@ -76,7 +76,7 @@ def scale_budget(minutes: float | None, scale: float, floor: float) -> float | N
 NAMES = {"ml-1m": "MovieLens-1M", "beauty": "Beauty"}  # how the sentences name the anchor data sets
 
 
-def describe_choice(rule: SettingsRule | None, threshold: SettingsRule | None, statistics: Mapping[str, float],
+def describe_choice(rule: SettingsRule | None, threshold: SettingsRule | None, statistics: Mapping[str, float], *,
                     anchor: str, window: int, scale: float, sasrec_minutes: float | None,
                     floor: float) -> str:  # fmt: skip
     """One sentence, computed from the statistics, saying which settings apply and why."""

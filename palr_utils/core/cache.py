@@ -93,6 +93,7 @@ def resumable_map(
     inputs: Sequence,
     work: Callable[[list], list[dict]],
     cache_path: str | Path,
+    *,
     key: str = "user",
     batch_size: int = 16,
     desc: str = "batches",

@@ -81,8 +81,8 @@ def run_method(
         cases,
         method,
         cache_path,
-        USER,
-        batch_size,
+        key=USER,
+        batch_size=batch_size,
         desc=str(cache_path.stem),
         identity=identity,
     )

@@ -196,7 +196,7 @@ def _recommend_example(cat: _Catalogue, user: int, history: list[int], label: li
             "prompt": prompt, "completion": answer, "candidates": []}  # fmt: skip
 
 
-def _retrieval_example(cat: _Catalogue, user: int, history: list[int], label: list[int], keywords: list[str],
+def _retrieval_example(cat: _Catalogue, user: int, history: list[int], label: list[int], keywords: list[str], *,
                        excluded: set[int], spec: InstructionConfig, rng: np.random.Generator) -> dict:  # fmt: skip
     """*Recommend_Retrieval*: the answers hidden among hard negatives, picked by their candidate letters."""
     answers = label[: spec.n_retrieval_targets or spec.n_targets]
@@ -242,8 +242,9 @@ def build_instruction_examples(
     if candidates is not None:
         rows = candidates[candidates[SPLIT] == TRAIN]
         retrieved = {int(u): group[ITEM].to_numpy() for u, group in rows.groupby(USER)}
-    cat = _Catalogue(prompt_titles(list(items[TITLE]), spec.max_title_chars), [set(a) for a in items[ATTRIBUTES]],
-                     TrainingGraph(data), retrieved, domain, count_tokens, max_tokens)  # fmt: skip
+    cat = _Catalogue(titles=prompt_titles(list(items[TITLE]), spec.max_title_chars),
+                     genres=[set(a) for a in items[ATTRIBUTES]], graph=TrainingGraph(data), retrieved=retrieved,
+                     domain=domain, count_tokens=count_tokens, max_tokens=max_tokens)  # fmt: skip
     profiles = profiles or {}
     examples = []
     for user in map(int, users):
@@ -256,5 +257,6 @@ def build_instruction_examples(
         examples.append(_recommend_example(cat, user, history, label, keywords))
         if candidates is not None:
             rng = np.random.default_rng([seed, 6, user])
-            examples.append(_retrieval_example(cat, user, history, label, keywords, excluded, spec, rng))
+            examples.append(_retrieval_example(cat, user, history, label, keywords, excluded=excluded, spec=spec,
+                                               rng=rng))  # fmt: skip
     return pd.DataFrame(examples)

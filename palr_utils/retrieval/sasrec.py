@@ -127,7 +127,8 @@ class SASRec(TorchRetriever):
 
     def batches(self, data: SequenceData, rng: np.random.Generator, batch_size: int):
         config = self.config
-        return next_item_batches(data, rng, batch_size, config.max_len, config.all_windows, config.group_by_length)
+        return next_item_batches(data, rng, batch_size, config.max_len, all_windows=config.all_windows,
+                                 group_by_length=config.group_by_length)  # fmt: skip
 
     def loss(self, batch) -> torch.Tensor:
         inputs, targets = batch

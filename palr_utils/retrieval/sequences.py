@@ -165,6 +165,7 @@ def next_item_batches(
     rng: np.random.Generator,
     batch_size: int,
     max_len: int,
+    *,
     all_windows: bool = False,
     group_by_length: bool = False,
 ) -> NextItemBatches:

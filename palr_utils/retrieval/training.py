@@ -213,7 +213,7 @@ def _optimizer_and_scheduler(model: TorchRetriever, data: SequenceData, config: 
     return optimizer, scheduler
 
 
-def _start_state(model, optimizer, scheduler, folder: Path | None, identity: dict, seed: int):
+def _start_state(model, optimizer, scheduler, folder: Path | None, *, identity: dict, seed: int):
     """(state, rng): the checkpoint's state to resume from, or a fresh one."""
     state = _load_state(model, optimizer, scheduler, folder, identity) if folder else None
     if state is None:
@@ -224,7 +224,7 @@ def _start_state(model, optimizer, scheduler, folder: Path | None, identity: dic
     return state, np.random.default_rng([seed, state["epoch"]])
 
 
-def _train_epoch(model, optimizer, scheduler, data, rng, config: TrainingConfig, epoch: int, progress: bool):
+def _train_epoch(model, optimizer, scheduler, data, rng, *, config: TrainingConfig, epoch: int, progress: bool):
     """One pass over the batches; returns the mean training loss."""
     model.train()
     losses = []
@@ -240,7 +240,7 @@ def _train_epoch(model, optimizer, scheduler, data, rng, config: TrainingConfig,
     return float(np.mean(losses))
 
 
-def _validate(model, optimizer, scheduler, state: dict, loss: float, config: TrainingConfig, out_of_time: bool):
+def _validate(model, optimizer, scheduler, state: dict, *, loss: float, config: TrainingConfig, out_of_time: bool):
     """Validation NDCG@10 after an epoch: the history row, the best so far and whether to stop; True if best."""
     model.eval()
     metrics = model.evaluate(VALID)
@@ -288,19 +288,21 @@ def train(
     model.to(device)
     optimizer, scheduler = _optimizer_and_scheduler(model, data, config)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
-    state, rng = _start_state(model, optimizer, scheduler, folder, _identity(model, data, config), config.seed)
+    state, rng = _start_state(
+        model, optimizer, scheduler, folder, identity=_identity(model, data, config), seed=config.seed
+    )
 
     started = time.perf_counter() - state["seconds"]
     best_weights = None
     while not state["finished"] and state["epoch"] < config.epochs:
         epoch = state["epoch"] + 1
-        loss = _train_epoch(model, optimizer, scheduler, data, rng, config, epoch, progress)
+        loss = _train_epoch(model, optimizer, scheduler, data, rng, config=config, epoch=epoch, progress=progress)
         state["epoch"] = epoch
         state["seconds"] = time.perf_counter() - started
         out_of_time = config.max_minutes is not None and state["seconds"] > 60 * config.max_minutes
         if epoch % config.eval_every and epoch < config.epochs and not out_of_time:
             continue
-        is_best = _validate(model, optimizer, scheduler, state, loss, config, out_of_time)
+        is_best = _validate(model, optimizer, scheduler, state, loss=loss, config=config, out_of_time=out_of_time)
         if progress:
             print(f"{model.name} epoch {epoch}: loss {loss:.4f}, val NDCG@10 {state['history'][-1]['val_ndcg@10']:.4f}"
                   f"{' (best)' if is_best else ''}", flush=True)  # fmt: skip
