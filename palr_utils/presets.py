@@ -87,6 +87,9 @@ class RunPreset:
     # prefixes of this share of users (the paper's PALR_v1/v2 keep its 20%)
     rank_fraction: float = 1.0
     rank_finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    # residual training (our extension): PALR-rank's listwise loss over the one-step-back retriever's log-softmax
+    # plus its scores, so that it learns what the retriever misses (palr_utils.palr_rank.trainer.listwise_loss)
+    rank_residual: bool = False
     # fusion with the retriever: its log-softmax + w x PALR-rank's log-probabilities, w chosen on validation
     fusion_weights: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
     # Settings that differ by data set, chosen on that data set's validation users: {paper data set: {field:

@@ -180,6 +180,33 @@ def test_the_listwise_trainer_ranks_parallel_candidates_and_is_part_of_its_ident
         finetune(llm, tokenizer, dataset, tmp_path, spec)
 
 
+def test_residual_training_starts_from_the_retrievers_loss_and_is_another_run(tiny_llama, tokenizer, tmp_path):
+    from palr_utils.palr_rank.scoring import verdict_token_ids
+    from palr_utils.palr_rank.trainer import listwise_trainer_class, rank_trainer_kwargs, to_rank_dataset
+
+    answers = [i % 4 for i in range(8)]
+    prior = [np.log(np.where(np.arange(4) == a, 0.97, 0.01)).tolist() for a in answers]  # a confident retriever
+    rows = pd.DataFrame({
+        "prompt": [f"History: Movie {i}\nFor each candidate movie, answer Yes or No." for i in range(8)],
+        "candidate_titles": [["Alpha (1990)", "Beta (1991)", "Gamma (1992)", "Delta (1993)"]] * 8,
+        "answer": answers, "prior": prior,
+    })  # fmt: skip
+    llm, spec = LLMConfig(str(tiny_llama), dtype="float32"), FinetuneConfig(max_steps=2, batch_size=4, max_length=128)
+    verdict_ids = verdict_token_ids(tokenizer, to_rank_dataset(rows, tokenizer)[0]["prompt"])
+    with pytest.raises(ValueError, match="needs the retriever's priors"):
+        finetune(llm, tokenizer, to_rank_dataset(rows, tokenizer), tmp_path / "no_priors", spec,
+                 trainer_class=listwise_trainer_class(), trainer_kwargs=rank_trainer_kwargs(verdict_ids, True))
+    dataset = to_rank_dataset(rows, tokenizer, residual=True)
+    result = finetune(llm, tokenizer, dataset, tmp_path / "residual", spec, trainer_class=listwise_trainer_class(),
+                      trainer_kwargs=rank_trainer_kwargs(verdict_ids, True))  # fmt: skip
+    # an untrained LLM's scores are small: the loss starts near the retriever's own, -ln 0.97, far below ln 4
+    assert result.history["loss"].iloc[0] < 0.5 < np.log(4)
+    assert rank_trainer_kwargs(verdict_ids, False) == {"verdict_ids": list(verdict_ids)}  # other runs' identities
+    with pytest.raises(StaleArtifactError, match="objective"):  # the plain listwise loss over the same folder
+        finetune(llm, tokenizer, to_rank_dataset(rows, tokenizer), tmp_path / "residual", spec,
+                 trainer_class=listwise_trainer_class(), trainer_kwargs=rank_trainer_kwargs(verdict_ids, False))
+
+
 def test_the_listwise_ranking_trainer_learns_to_put_the_right_candidate_first(tiny_llama, tokenizer, tmp_path):
     """PALR-rank's trainer on a signal a model can learn: the right candidate is always titled "gold".
 

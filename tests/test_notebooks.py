@@ -187,17 +187,21 @@ def test_every_file_a_run_writes_belongs_to_a_notebook(tiny_run):
 
 def test_a_benchmark_variant_starts_from_the_earlier_notebooks_of_a_run_and_records_its_overrides(tiny_run, tmp_path):
     variant, out = tmp_path / "variant", tmp_path / "variant.json"
+    overrides = "finetune.max_steps=2 rank_finetune.max_steps=2 rank_residual=true"
     command = [sys.executable, "benchmarks/pipeline_ml1m.py", "--profile", "tiny", "--dataset", "synthetic",
                "--data-dir", str(tiny_run.parent / "data"), "--artifact-dir", str(variant), "--out", str(out),
                "--reuse-from", str(tiny_run), "--only", "04_finetune_palr",
-               "--overrides", "finetune.max_steps=2 rank_finetune.max_steps=2"]  # fmt: skip
+               "--overrides", overrides]  # fmt: skip
     before = (tiny_run / "finetune" / "palr_rank" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
     done = subprocess.run(command, cwd=project_root(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(out.read_text())
     assert result["reused"]["notebooks"] == list(NOTEBOOKS[:3]) and list(result["notebooks"]) == [NOTEBOOKS[3]]
     metrics, original = result["notebooks"][NOTEBOOKS[3]]["metrics"], read_metrics(tiny_run, NOTEBOOKS[3])
-    assert metrics["overrides"] == result["overrides"] == "finetune.max_steps=2 rank_finetune.max_steps=2"
+    assert metrics["overrides"] == result["overrides"] == overrides
+    assert metrics["rank_residual"] is True and original["rank_residual"] is False  # the lever, in the record
+    executed = (variant / "executed" / f"{NOTEBOOKS[3]}.ipynb").read_text()
+    assert "the retriever's own" in executed  # the residual loss is read against the retriever's, not ln K
     assert metrics["rank_epochs_done"] == pytest.approx(original["rank_epochs_done"] / 4)  # 2 steps, not 8
     # notebook 03's outputs are the run's own files (hard links), and the run's adapters are untouched
     assert (variant / "candidates.parquet").stat().st_ino == (tiny_run / "candidates.parquet").stat().st_ino

@@ -63,6 +63,7 @@ def synthetic():
     processed = preprocess(load_movielens(folder))
     return processed, SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
 
+
 SIZES = {"n_candidates": 8, "n_history": 5, "seed": 1}  # of the ranking examples in these tests
 
 
@@ -111,6 +112,33 @@ def test_rank_examples_answer_with_the_last_training_item_and_leak_nothing(synth
         assert "The user's preferences: comedy." in example["prompt"]  # the keyword naming the answer is gone
     again = build_rank_examples(back, processed.items, users[::-1], candidates, **SIZES, profiles=profiles)
     pd.testing.assert_frame_equal(examples, again.sort_values(USER).reset_index(drop=True))
+
+
+def test_each_rank_example_keeps_the_retrievers_log_softmax_over_its_candidates_in_their_listed_order(synthetic):
+    processed, data = synthetic
+    back = data.one_step_back()
+    users = list(range(0, data.n_users, 2))
+    candidates = _back_candidates(back, users, k=8)
+    examples = build_rank_examples(back, processed.items, users, candidates, **SIZES)
+    for _, example in examples.iterrows():
+        rows = candidates[candidates[USER] == example[USER]].set_index(ITEM)["score"]
+        expected = np.asarray(rows.loc[example["candidates"]]) - np.log(np.exp(rows).sum())
+        np.testing.assert_allclose(example["prior"], expected, atol=1e-5)
+        assert np.exp(example["prior"]).sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_residual_training_adds_the_prior_to_the_scores_and_empty_slots_stay_empty(tokenizer):
+    prompt = "History: Alpha\n"
+    features = [encode_candidates(tokenizer, prompt, ["B", "C", "D"]), encode_candidates(tokenizer, prompt, ["E"])]
+    for feature, answer, prior in zip(features, (2, 0), ([-3.0, -2.0, -0.5], [0.0]), strict=True):
+        feature["answer"], feature["prior"] = answer, prior
+    batch = collate_candidates(features, pad_token_id=0)
+    assert batch["prior"].tolist() == [[-3.0, -2.0, -0.5], [0.0, 0.0, 0.0]]
+    scores = torch.tensor([[0.5, 0.0, 1.0], [5.0, float("-inf"), float("-inf")]])
+    residual = listwise_loss(scores, batch["answer"], batch["prior"])
+    assert residual.item() == pytest.approx(torch.nn.functional.cross_entropy(scores + batch["prior"],
+                                                                              batch["answer"]).item())  # fmt: skip
+    assert residual.item() < listwise_loss(scores, batch["answer"]).item()  # the prior already favours the answer
 
 
 def test_long_prompts_lose_their_oldest_history_items_until_prompt_and_candidates_fit(synthetic):

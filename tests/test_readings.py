@@ -31,6 +31,9 @@ def test_a_listwise_loss_against_chance():
     assert "at chance" in readings.below_chance(2.98, 20)
     assert "8% below chance" in readings.below_chance(2.756, 20)
     assert "above chance" in readings.below_chance(3.3, 20)
+    assert "adds nothing" in readings.below_retriever(2.01, 2.0)
+    assert "10% below the retriever's own" in readings.below_retriever(1.8, 2.0)
+    assert "above the retriever's own" in readings.below_retriever(2.4, 2.0)
 
 
 @pytest.mark.parametrize(

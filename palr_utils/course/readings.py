@@ -54,6 +54,16 @@ def below_chance(loss: float, n_candidates: int) -> str:
     return f"the loss ends {abs(gap):.0%} {where} chance ({loss:.3f}; ln {n_candidates} = {chance:.3f})"
 
 
+def below_retriever(loss: float, retriever_loss: float) -> str:
+    """Where a residual listwise loss ends against the retriever's own (its prior alone, the LLM's scores 0)."""
+    gap = (retriever_loss - loss) / retriever_loss
+    if abs(gap) < FLAT:
+        return (f"the loss ends at the retriever's own ({loss:.3f} against {retriever_loss:.3f}): the LLM adds "
+                "nothing to its order yet")
+    where = "below" if gap > 0 else "above"
+    return f"the loss ends {abs(gap):.0%} {where} the retriever's own ({loss:.3f} against {retriever_loss:.3f})"
+
+
 STOP_REASONS = ("patience", "budget", "epochs")
 
 

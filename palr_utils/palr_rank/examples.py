@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 
 from palr_utils.core.constants import ITEM, SPLIT, TITLE, USER, VALID
+from palr_utils.core.metrics import log_softmax
 from palr_utils.core.titles import prompt_titles
 from palr_utils.finetune.instructions import keywords_without_answers
 from palr_utils.llm.prompts import fit_history, rank_candidate, rank_prompt
-from palr_utils.retrieval.candidates import RANK
+from palr_utils.retrieval.candidates import RANK, SCORE
 from palr_utils.retrieval.sequences import SequenceData
 
 RANK_TASK = "rank"
@@ -41,13 +42,17 @@ def build_rank_examples(
     the answer the last one, which that retriever never saw. Validation and test items appear nowhere.
 
     Returns columns: user, task, prompt, candidates (item ids, in a seeded shuffled order), candidate_titles,
-    answer (the index of the next item among the candidates), history, label (the next item, in a list).
+    answer (the index of the next item among the candidates), history, label (the next item, in a list), and
+    prior: that retriever's log-softmax over the candidates, in the listed order (what residual training adds
+    to the LLM's scores, as fusion adds the full retriever's at test).
     With ``count_tokens``/``max_tokens`` the oldest history items are dropped until prompt and lines fit.
     """
     table = items.sort_values(ITEM).reset_index(drop=True)
     titles = prompt_titles(list(table[TITLE]), max_title_chars)
     rows = candidates[(candidates[SPLIT] == VALID) & (candidates[RANK] < n_candidates)].sort_values([USER, RANK])
     retrieved = {int(u): g[ITEM].astype(int).tolist() for u, g in rows.groupby(USER)}
+    retriever_scores = {int(u): dict(zip(g[ITEM].astype(int), g[SCORE].astype(float), strict=True))
+                        for u, g in rows.groupby(USER)}  # fmt: skip
     profiles = profiles or {}
     examples = []
     for user in map(int, users):
@@ -70,8 +75,9 @@ def build_rank_examples(
         examples.append({
             USER: user, "task": RANK_TASK, "prompt": prompt, "candidates": listed,
             "candidate_titles": listed_titles, "answer": listed.index(answer), "history": history, "label": [answer],
+            "prior": [round(float(v), 6) for v in log_softmax([retriever_scores[user][i] for i in listed])],
         })  # fmt: skip
-    columns = [USER, "task", "prompt", "candidates", "candidate_titles", "answer", "history", "label"]
+    columns = [USER, "task", "prompt", "candidates", "candidate_titles", "answer", "history", "label", "prior"]
     return pd.DataFrame(examples, columns=columns)
 
 

@@ -62,6 +62,10 @@ def collate_candidates(features: Sequence[dict], pad_token_id: int) -> dict[str,
         batch["score_at"][row, : len(f["score_at"])] = torch.tensor(f["score_at"])
     if "answer" in features[0]:
         batch["answer"] = torch.tensor([int(f["answer"]) for f in features])
+    if "prior" in features[0]:  # the retriever's log-softmax per candidate (residual training); 0 in empty slots
+        batch["prior"] = torch.zeros((len(features), width))
+        for row, f in enumerate(features):
+            batch["prior"][row, : len(f["prior"])] = torch.tensor(f["prior"])
     return batch
 
 
