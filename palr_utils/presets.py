@@ -90,6 +90,9 @@ class RunPreset:
     # residual training (our extension): PALR-rank's listwise loss over the one-step-back retriever's log-softmax
     # plus its scores, so that it learns what the retriever misses (palr_utils.palr_rank.trainer.listwise_loss)
     rank_residual: bool = False
+    # random negatives (our extension): this many of the retriever's lowest-ranked wrong candidates in each training
+    # example give way to random catalogue items the user never had, easy negatives beside the hard ones
+    rank_random_negatives: int = 0
     # fusion with the retriever: its log-softmax + w x PALR-rank's log-probabilities, w chosen on validation
     fusion_weights: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
     # Settings that differ by data set, chosen on that data set's validation users: {paper data set: {field:
@@ -228,6 +231,12 @@ class RunPreset:
             if not anchors <= set(PAPER_TABLE_1) or not self.window_sizes:
                 raise ValueError("settings rules need anchors of the paper's Table 1 (their sizes scale the "
                                  "budgets) and at least one window size")  # fmt: skip
+        if self.rank_residual and self.rank_random_negatives:
+            raise ValueError("rank_residual and rank_random_negatives exclude each other: residual training adds the "
+                             "retriever's score of every candidate, and it never scored the random ones")  # fmt: skip
+        if not 0 <= self.rank_random_negatives < self.rerank_candidates:
+            raise ValueError(f"rank_random_negatives ({self.rank_random_negatives}) must lie between 0 and "
+                             f"{self.rerank_candidates - 1} (instructions.n_candidates - 1: the answer keeps a place)")
         if not 10 <= self.rerank_candidates <= self.n_exported_candidates:
             raise ValueError(
                 f"instructions.n_candidates ({self.rerank_candidates}), also the candidates re-ranked, must lie "

@@ -45,3 +45,14 @@ def test_the_reranked_list_is_as_long_as_the_training_lists_and_fits_the_export(
         assert preset.rerank_candidates == preset.instructions.n_candidates <= preset.n_exported_candidates
     with pytest.raises(ValueError, match="instructions.n_candidates"):
         dataclasses.replace(PRESETS["tiny"], instructions=InstructionConfig(n_candidates=60))
+
+
+def test_random_negatives_are_refused_with_residual_training_and_beyond_the_list():
+    import dataclasses
+
+    cpu = PRESETS["cpu"]
+    assert dataclasses.replace(cpu, rank_random_negatives=9).rank_random_negatives == 9
+    with pytest.raises(ValueError, match="exclude each other"):
+        dataclasses.replace(cpu, rank_random_negatives=5, rank_residual=True)
+    with pytest.raises(ValueError, match="the answer keeps a place"):
+        dataclasses.replace(cpu, rank_random_negatives=cpu.rerank_candidates)

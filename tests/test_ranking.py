@@ -27,7 +27,7 @@ from palr_utils.palr_rank.scoring import (
     rank_scores,
     verdict_token_ids,
 )
-from palr_utils.palr_rank.trainer import listwise_loss
+from palr_utils.palr_rank.trainer import listwise_loss, to_rank_dataset
 from palr_utils.retrieval import SequenceData
 from palr_utils.retrieval.candidates import RANK
 
@@ -112,6 +112,32 @@ def test_rank_examples_answer_with_the_last_training_item_and_leak_nothing(synth
         assert "The user's preferences: comedy." in example["prompt"]  # the keyword naming the answer is gone
     again = build_rank_examples(back, processed.items, users[::-1], candidates, **SIZES, profiles=profiles)
     pd.testing.assert_frame_equal(examples, again.sort_values(USER).reset_index(drop=True))
+
+
+def test_random_negatives_replace_the_weakest_candidates_and_are_never_the_users_items(synthetic):
+    processed, data = synthetic
+    back = data.one_step_back()
+    users = list(range(data.n_users))
+    candidates = _back_candidates(back, users, k=8)
+    hard = build_rank_examples(back, processed.items, users, candidates, **SIZES)
+    mixed = build_rank_examples(back, processed.items, users, candidates, **SIZES, random_negatives=3, full_data=data)
+    assert mixed[USER].tolist() == hard[USER].tolist()
+    for (_, h), (_, m) in zip(hard.iterrows(), mixed.iterrows(), strict=True):
+        user, answer = m[USER], m["label"][0]
+        assert len(m["candidates"]) == 8 == len(set(m["candidates"])) and m["candidates"][m["answer"]] == answer
+        ranked = candidates[candidates[USER] == user].sort_values(RANK)[ITEM].tolist()
+        kept = [i for i in ranked if i != answer][:4]  # 8 places: the answer, the 4 best wrong ones, 3 random
+        drawn = set(m["candidates"]) - set(kept) - {answer}
+        assert set(kept) < set(m["candidates"]) and len(drawn) == 3 and not drawn & set(ranked)
+        own = {*data.train[user].tolist(), data.valid[user], data.test[user]}
+        assert not own & drawn, "a random negative is one of the user's own items (validation and test included)"
+        assert m["prior"] == [] and h["prior"]  # the retriever never scored the random items
+    again = build_rank_examples(back, processed.items, users, candidates, **SIZES, random_negatives=3, full_data=data)
+    pd.testing.assert_frame_equal(mixed, again)
+    with pytest.raises(ValueError, match="full_data"):
+        build_rank_examples(back, processed.items, users, candidates, **SIZES, random_negatives=3)
+    with pytest.raises(ValueError, match="never scored"):
+        to_rank_dataset(mixed, tokenizer=None, residual=True)  # refused before any encoding
 
 
 def test_each_rank_example_keeps_the_retrievers_log_softmax_over_its_candidates_in_their_listed_order(synthetic):

@@ -34,6 +34,8 @@ def build_rank_examples(
     max_title_chars: int = 60,
     count_tokens: Callable[[str], int] | None = None,
     max_tokens: int | None = None,
+    random_negatives: int = 0,
+    full_data: SequenceData | None = None,
 ) -> pd.DataFrame:
     """One ranking example per user whose next item is among the retriever's top ``n_candidates``.
 
@@ -46,7 +48,19 @@ def build_rank_examples(
     prior: that retriever's log-softmax over the candidates, in the listed order (what residual training adds
     to the LLM's scores, as fusion adds the full retriever's at test).
     With ``count_tokens``/``max_tokens`` the oldest history items are dropped until prompt and lines fit.
+
+    ``random_negatives`` (our extension, issue 27's third lever): that many of the retriever's lowest-ranked
+    wrong candidates give way to items drawn at random from the catalogue, easy negatives beside the hard ones.
+    They are never items of the user's, in any split of ``full_data`` (the data before :meth:`one_step_back`,
+    required then), so no validation or test item enters an example. The retriever has no score for them:
+    such examples have no prior (an empty list), and residual training refuses them.
     """
+    if random_negatives and full_data is None:
+        raise ValueError("random_negatives needs full_data (the data before one_step_back): a random negative must "
+                         "not be one of the user's own validation or test items")  # fmt: skip
+    if not 0 <= random_negatives < n_candidates:
+        raise ValueError(f"random_negatives ({random_negatives}) must lie between 0 and n_candidates - 1 "
+                         f"({n_candidates - 1}): the answer keeps one place")  # fmt: skip
     table = items.sort_values(ITEM).reset_index(drop=True)
     titles = prompt_titles(list(table[TITLE]), max_title_chars)
     rows = candidates[(candidates[SPLIT] == VALID) & (candidates[RANK] < n_candidates)].sort_values([USER, RANK])
@@ -62,6 +76,8 @@ def build_rank_examples(
         # The scores do not depend on the order (see the module's docstring); shuffling only keeps the printed
         # examples from always showing the retriever's favourite first.
         rng = np.random.default_rng([seed, 7, user])  # per user: the same order whoever else is sampled
+        if random_negatives:
+            shortlist = _with_random_negatives(shortlist, answer, random_negatives, full_data, user, rng)
         listed = [int(i) for i in rng.permutation(shortlist)]
         keywords = keywords_without_answers(profiles.get(user, []), [titles[answer]])
         history = [int(i) for i in data.history(user, VALID)[-n_history:]]
@@ -75,10 +91,21 @@ def build_rank_examples(
         examples.append({
             USER: user, "task": RANK_TASK, "prompt": prompt, "candidates": listed,
             "candidate_titles": listed_titles, "answer": listed.index(answer), "history": history, "label": [answer],
-            "prior": [round(float(v), 6) for v in log_softmax([retriever_scores[user][i] for i in listed])],
+            "prior": [] if random_negatives else  # the retriever scored none of the random items
+            [round(float(v), 6) for v in log_softmax([retriever_scores[user][i] for i in listed])],
         })  # fmt: skip
     columns = [USER, "task", "prompt", "candidates", "candidate_titles", "answer", "history", "label", "prior"]
     return pd.DataFrame(examples, columns=columns)
+
+
+def _with_random_negatives(
+    shortlist: list[int], answer: int, n_random: int, full_data: SequenceData, user: int, rng: np.random.Generator
+) -> list[int]:
+    """The answer, the retriever's best wrong candidates, and ``n_random`` catalogue items the user never had."""
+    hard = [i for i in shortlist if i != answer][: len(shortlist) - 1 - n_random]
+    own = {*full_data.train[user].tolist(), int(full_data.valid[user]), int(full_data.test[user])}
+    pool = np.setdiff1d(np.arange(full_data.n_items), [*own, *shortlist])
+    return [answer, *hard, *map(int, rng.choice(pool, size=min(n_random, len(pool)), replace=False))]
 
 
 def _titled_rank_prompt(shown: list[int], titles: Sequence[str], keywords: list[str], domain: str) -> str:
