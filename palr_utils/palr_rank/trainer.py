@@ -25,7 +25,7 @@ def listwise_loss(scores: torch.Tensor, answers: torch.Tensor, prior: torch.Tens
 def to_rank_dataset(examples: pd.DataFrame, tokenizer, system: str | None = None, residual: bool = False):
     """The examples encoded for :class:`ListwiseCandidateTrainer` (``prompt``/``completion`` name each example's
     text and answer, so that the run's identity covers them); ``residual`` keeps the retriever's priors."""
-    if residual and any(len(p) != len(c) for p, c in zip(examples["prior"], examples["candidates"], strict=True)):
+    if residual and any(len(p) != len(c) for p, c in zip(examples["prior"], examples["candidate_titles"], strict=True)):
         raise ValueError("residual training needs the retriever's score of every candidate; these examples have "
                          "random negatives, which it never scored: set rank_random_negatives=0 or rank_residual=false")
     from datasets import Dataset
