@@ -134,6 +134,10 @@ def test_random_negatives_replace_the_weakest_candidates_and_are_never_the_users
         assert m["prior"] == [] and h["prior"]  # the retriever never scored the random items
     again = build_rank_examples(back, processed.items, users, candidates, **SIZES, random_negatives=3, full_data=data)
     pd.testing.assert_frame_equal(mixed, again)
+    listed = _back_candidates(back, users, k=5)  # 4 wrong candidates listed, 6 to draw: none of the 4 kept
+    short = build_rank_examples(back, processed.items, users, listed, **SIZES, random_negatives=6, full_data=data)
+    assert all(len(c) == 7 and not set(c) & set(listed[listed[USER] == u][ITEM]) - {a[0]}
+               for u, c, a in zip(short[USER], short["candidates"], short["label"], strict=True))  # fmt: skip
     with pytest.raises(ValueError, match="full_data"):
         build_rank_examples(back, processed.items, users, candidates, **SIZES, random_negatives=3)
     with pytest.raises(ValueError, match="never scored"):

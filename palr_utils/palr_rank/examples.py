@@ -102,7 +102,7 @@ def _with_random_negatives(
     shortlist: list[int], answer: int, n_random: int, full_data: SequenceData, user: int, rng: np.random.Generator
 ) -> list[int]:
     """The answer, the retriever's best wrong candidates, and ``n_random`` catalogue items the user never had."""
-    hard = [i for i in shortlist if i != answer][: len(shortlist) - 1 - n_random]
+    hard = [i for i in shortlist if i != answer][: max(0, len(shortlist) - 1 - n_random)]  # a short list: none
     own = {*full_data.train[user].tolist(), int(full_data.valid[user]), int(full_data.test[user])}
     pool = np.setdiff1d(np.arange(full_data.n_items), [*own, *shortlist])
     return [answer, *hard, *map(int, rng.choice(pool, size=min(n_random, len(pool)), replace=False))]
