@@ -93,6 +93,11 @@ class RunPreset:
     # random negatives (our extension): this many of the retriever's lowest-ranked wrong candidates in each training
     # example give way to random catalogue items the user never had, easy negatives beside the hard ones
     rank_random_negatives: int = 0
+    # collaborative item tokens (our extension, after LLaRA): one token after each title, the one-step-back SASRec's
+    # item embedding through a small projector trained beside the adapter at its own rate
+    # (palr_utils.palr_rank.item_tokens)
+    rank_item_tokens: bool = False
+    rank_item_tokens_lr: float = 1e-3
     # fusion with the retriever: its log-softmax + w x PALR-rank's log-probabilities, w chosen on validation
     fusion_weights: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
     # Settings that differ by data set, chosen on that data set's validation users: {paper data set: {field:

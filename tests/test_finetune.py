@@ -237,6 +237,60 @@ def test_the_listwise_ranking_trainer_learns_to_put_the_right_candidate_first(ti
     assert losses.tail(6).mean() < np.log(4) - 0.7  # learned: well below chance
 
 
+def test_item_tokens_learn_what_only_the_retrievers_embeddings_tell_and_travel_with_the_adapter(
+    tiny_llama, tokenizer, tmp_path
+):
+    """Every title is the same: only the item tokens (a table where the answers' rows differ) tell the right
+    candidate. The projector trains beside the adapter, is saved with it and in checkpoints, and a resumed run
+    goes on from the checkpoint's projector, not a fresh one."""
+    from palr_utils.palr_rank.item_tokens import ITEM_SLOT, ITEM_TOKENS_FILE, ItemTable, load_item_tokens
+    from palr_utils.palr_rank.scoring import verdict_token_ids
+    from palr_utils.palr_rank.trainer import listwise_trainer_class, rank_trainer_kwargs, to_rank_dataset
+
+    rng = np.random.default_rng(0)
+    weight = torch.randn(13, 8, generator=torch.Generator().manual_seed(0))
+    weight[1:5, 0], weight[5:, 0] = 4.0, -4.0  # items 0-3 are the answers' kind, 4-11 never are
+    table = ItemTable(weight, "twin")
+    rows = []
+    for _ in range(48):
+        listed = [int(rng.integers(0, 4)), *map(int, rng.choice(np.arange(4, 12), 3, replace=False))]
+        order = rng.permutation(4)
+        history = [int(rng.integers(0, 12))]
+        rows.append({"prompt": f"History:\n- Movie{ITEM_SLOT}\nFor each candidate, answer Yes or No.",
+                     "candidate_titles": ["Movie"] * 4, "candidates": [listed[k] for k in order],
+                     "history": history, "answer": int(np.argmax(order == 0))})  # fmt: skip
+    examples = pd.DataFrame(rows)
+    dataset = to_rank_dataset(examples, tokenizer, item_slots=True)
+    verdicts = verdict_token_ids(tokenizer, dataset[0]["prompt"])
+    llm = LLMConfig(str(tiny_llama), dtype="float32")
+    spec = FinetuneConfig(max_steps=16, batch_size=4, max_length=128, learning_rate=1e-2, group_by_length=False,
+                          save_steps=8)  # fmt: skip
+    kwargs = rank_trainer_kwargs(verdicts, False, table, item_tokens_lr=1e-2)
+    result = finetune(llm, tokenizer, dataset, tmp_path, spec, trainer_class=listwise_trainer_class(),
+                      trainer_kwargs=kwargs)  # fmt: skip
+    losses = result.history["loss"]
+    # identical lines score alike, so without the item tokens the loss could not leave ln 4
+    assert abs(losses.iloc[0] - np.log(4)) < 0.5 and losses.tail(6).mean() < np.log(4) - 0.5  # learned
+    assert (result.adapter_dir / ITEM_TOKENS_FILE).exists() and (tmp_path / "checkpoint-16" / ITEM_TOKENS_FILE).exists()
+    identity = json.loads((tmp_path / "run_identity.json").read_text())["objective"]["item_table"]
+    assert identity == table.identity()  # the table by its contents
+    first = adapter_fingerprint(result.adapter_dir)
+    # The checkpoint's projector made blank (every item's token the same): a run that resumes from it reads it, so
+    # its first step cannot tell the identical lines apart (loss ln 4); a fresh projector would tell them apart.
+    blank = load_item_tokens(tmp_path / "checkpoint-16", table)
+    torch.nn.init.zeros_(blank.projector[-1].weight)
+    torch.nn.init.zeros_(blank.projector[-1].bias)
+    blank.save(tmp_path / "checkpoint-16")
+    longer = finetune(llm, tokenizer, dataset, tmp_path, FinetuneConfig(**{**spec.__dict__, "max_steps": 20}),
+                      trainer_class=listwise_trainer_class(), trainer_kwargs=kwargs)  # fmt: skip
+    resumed = longer.history[longer.history["step"] > 16]["loss"]
+    assert len(resumed) == 4 and resumed.iloc[0] == pytest.approx(np.log(4), abs=0.05)  # (LoRA dropout: not exact)
+    assert adapter_fingerprint(longer.adapter_dir) != first  # the projector is part of what caches record
+    with pytest.raises(ValueError, match="item slots"):
+        finetune(llm, tokenizer, to_rank_dataset(examples, tokenizer), tmp_path / "plain", spec,
+                 trainer_class=listwise_trainer_class(), trainer_kwargs=kwargs)
+
+
 def test_a_finished_run_asked_to_train_longer_trains_only_the_missing_steps(tiny_llama, tokenizer, tmp_path):
     llm, dataset = LLMConfig(str(tiny_llama), dtype="float32"), to_sft_dataset(_rows(), tokenizer)
     spec = FinetuneConfig(max_steps=2, batch_size=4, max_length=128, save_steps=1)

@@ -1,5 +1,6 @@
 """PALR-rank: ranking examples from training prefixes, parallel candidates (mask, equivalence with one candidate
-at a time), the listwise loss, fusion and its weight, intervals."""
+at a time), the listwise loss, fusion and its weight, intervals; collaborative item tokens (slots, the item
+table, the projector, their effect on the scores)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from palr_utils.core.constants import ITEM, SPLIT, TITLE, USER, VALID
+from palr_utils.core.io import StaleArtifactError
 from palr_utils.data import preprocess
 from palr_utils.data.movielens import load_movielens
 from palr_utils.data.synthetic import SyntheticConfig, write_synthetic
@@ -20,14 +22,23 @@ from palr_utils.evaluation.methods import ndcg_by_group, retriever_records
 from palr_utils.llm.loading import format_prompt
 from palr_utils.llm.prompts import rank_candidate
 from palr_utils.palr_rank.examples import build_rank_examples
+from palr_utils.palr_rank.item_tokens import (
+    EMBEDDING_KEY,
+    ITEM_SLOT,
+    ITEM_TOKENS_FILE,
+    ItemTable,
+    ItemTokens,
+    load_item_tokens,
+)
 from palr_utils.palr_rank.scoring import (
     candidate_attention_mask,
+    candidate_scores,
     collate_candidates,
     encode_candidates,
     rank_scores,
     verdict_token_ids,
 )
-from palr_utils.palr_rank.trainer import listwise_loss, to_rank_dataset
+from palr_utils.palr_rank.trainer import listwise_loss, rank_trainer_kwargs, to_rank_dataset
 from palr_utils.retrieval import SequenceData
 from palr_utils.retrieval.candidates import RANK
 
@@ -286,3 +297,109 @@ def test_rank_changes_list_promotions_first_and_flag_the_held_out_item():
     assert changes.iloc[0].to_dict() == {ITEM: 7, "before": 3, "after": 1, "held_out": True, "moved": 2}
     assert changes.set_index(ITEM).loc[6, "after"] is None or pd.isna(changes.set_index(ITEM).loc[6, "after"])
     assert changes.set_index(ITEM).loc[9, "before"] is None or pd.isna(changes.set_index(ITEM).loc[9, "before"])
+
+
+# Collaborative item tokens (issue 27's second lever)
+
+
+def _table(n_items: int = 10, width: int = 6, seed: int = 0) -> ItemTable:
+    return ItemTable(torch.randn(n_items + 1, width, generator=torch.Generator().manual_seed(seed)), "twin")
+
+
+def test_each_slot_becomes_one_token_of_its_item_and_lines_get_their_candidates(tokenizer):
+    prompt = f"History:\n- Alpha{ITEM_SLOT}\n- Beta{ITEM_SLOT}\nAnswer Yes or No.\n"
+    plain = encode_candidates(tokenizer, prompt.replace(ITEM_SLOT, ""), ["C", "D"])
+    slotted = encode_candidates(tokenizer, prompt, ["C", "D"], [3, 4], [7, 8], slot_id=0)
+    items = [i for i in slotted["item_at"] if i >= 0]
+    assert items == [3, 4, 7, 8]  # history in order, then one per candidate line
+    assert len(slotted["input_ids"]) == len(plain["input_ids"]) + 4  # one token per slot
+    slots = [k for k, i in enumerate(slotted["item_at"]) if i >= 0]
+    assert [slotted["input_ids"][k] for k in slots] == [0] * 4
+    assert [slotted["segments"][k] for k in slots] == [0, 0, 1, 2]  # a line's slot is the line's own token
+    assert all(slotted["score_at"][j] > slots[2 + j] for j in range(2))  # the verdict is read after the slot
+    batch = collate_candidates([slotted, plain | {"item_at": [-1] * len(plain["input_ids"])}], pad_token_id=0)
+    assert (batch["item_at"][1] == -1).all() and batch["item_at"].shape == batch["input_ids"].shape
+    with pytest.raises(ValueError, match="2 item slots for 3 history items"):
+        encode_candidates(tokenizer, prompt, ["C", "D"], [3, 4, 5], [7, 8])
+    with pytest.raises(ValueError, match="every candidate"):
+        encode_candidates(tokenizer, prompt, ["C", "D"], [3, 4], [7])
+
+
+def test_the_item_table_comes_from_the_twins_checkpoint_and_names_its_contents(tmp_path):
+    from safetensors.torch import save_file
+
+    with pytest.raises(FileNotFoundError, match="notebooks/03"):
+        ItemTable.from_checkpoint(tmp_path / "sasrec_one_step_back")
+    folder = tmp_path / "sasrec_one_step_back"
+    folder.mkdir()
+    weight = torch.randn(11, 6)
+    save_file({EMBEDDING_KEY: weight, "other": torch.zeros(2)}, str(folder / "best.safetensors"))
+    table = ItemTable.from_checkpoint(folder)
+    assert torch.equal(table.weight, weight) and table.identity()["shape"] == [11, 6]
+    assert table.identity() == ItemTable(weight.clone(), "sasrec_one_step_back").identity()  # contents, not address
+    changed = weight.clone()
+    changed[3, 0] += 1e-3
+    assert ItemTable(changed, "sasrec_one_step_back").identity()["sha256"] != table.identity()["sha256"]
+    (folder / "best.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="rerun notebook 03"):
+        ItemTable.from_checkpoint(folder)
+
+
+def test_the_projector_starts_at_the_llms_token_scale_and_is_saved_and_refused_by_its_table(tmp_path):
+    torch.manual_seed(0)
+    table = _table()
+    tokens = ItemTokens(table, hidden_size=16, token_rms=0.05)
+    vectors = tokens(torch.arange(10))
+    assert vectors.shape == (10, 16) and vectors.pow(2).mean().sqrt().item() == pytest.approx(0.05, rel=1e-4)
+    assert torch.equal(tokens(torch.tensor([2])), tokens.projector(tokens.table[3:4]))  # item i is row i + 1
+    tokens.save(tmp_path)
+    assert (tmp_path / ITEM_TOKENS_FILE).exists()
+    again = load_item_tokens(tmp_path, table)
+    assert torch.allclose(again(torch.arange(10)), vectors) and not again.training
+    with pytest.raises(StaleArtifactError, match="another item table"):
+        load_item_tokens(tmp_path, _table(seed=1))
+    with pytest.raises(FileNotFoundError, match="rank_item_tokens=false"):
+        load_item_tokens(tmp_path / "elsewhere", table)
+
+
+def test_rank_examples_with_slots_carry_the_shown_history_and_the_candidates_only(synthetic, tokenizer):
+    processed, data = synthetic
+    back = data.one_step_back()
+    users = list(range(data.n_users))
+    examples = build_rank_examples(back, processed.items, users, _back_candidates(back, users, k=8), **SIZES,
+                                   item_slots=True)  # fmt: skip
+    dataset = to_rank_dataset(examples, tokenizer, item_slots=True)
+    for example, row in zip(examples.to_dict("records"), dataset, strict=True):
+        items = np.asarray(row["item_at"])
+        in_prompt = items[np.asarray(row["segments"]) == 0]
+        assert in_prompt[in_prompt >= 0].tolist() == example["history"]  # training items, oldest first
+        lines = [items[np.asarray(row["segments"]) == j] for j in range(1, len(example["candidates"]) + 1)]
+        assert [line[line >= 0].tolist() for line in lines] == [[c] for c in example["candidates"]]
+        user = example["user"]
+        assert not {data.valid[user], data.test[user]} & set(in_prompt.tolist())  # held-out items never in it
+        assert row["prompt"].count(ITEM_SLOT) == len(example["history"]) + len(example["candidates"])
+    plain = to_rank_dataset(build_rank_examples(back, processed.items, users, _back_candidates(back, users, k=8),
+                                                **SIZES), tokenizer)  # fmt: skip
+    assert plain["prompt"] != dataset["prompt"]  # the slots are part of the run's identity
+    assert "item_table" not in rank_trainer_kwargs([1, 2], False)  # other runs' identities stay as they are
+
+
+@pytest.mark.integration
+def test_an_item_token_changes_its_own_candidates_score_only_and_learns(tiny_llm):
+    tokenizer, model = tiny_llm
+    prompt = f"History:\n- Alpha{ITEM_SLOT}\nFor each candidate, answer Yes or No.\n"
+    titles, history, listed = ["Beta", "Gamma", "Delta"], [[1]], [[2, 3, 4]]
+    torch.manual_seed(0)
+    tokens = ItemTokens(_table(), model.config.hidden_size, token_rms=0.02)
+    before = rank_scores(tokenizer, model, [prompt], [titles], tokens, history, listed)[0]
+    with torch.no_grad():
+        tokens.table[4, 0] += 5.0  # item 3 (row 3 + 1), the second candidate; one entry: LayerNorm ignores a shift
+    after = rank_scores(tokenizer, model, [prompt], [titles], tokens, history, listed)[0]
+    assert after[1] != pytest.approx(before[1], abs=1e-4)
+    np.testing.assert_allclose(after[[0, 2]], before[[0, 2]], atol=1e-5)  # candidates do not see each other
+    with pytest.raises(ValueError, match="items of every history"):
+        rank_scores(tokenizer, model, [prompt], [titles], tokens)
+    feature = encode_candidates(tokenizer, prompt, titles, history[0], listed[0])
+    scores = candidate_scores(model, collate_candidates([feature], 0), verdict_token_ids(tokenizer, prompt), tokens)
+    scores.sum().backward()
+    assert tokens.projector[1].weight.grad is not None and tokens.projector[1].weight.grad.abs().sum() > 0

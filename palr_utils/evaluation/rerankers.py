@@ -27,6 +27,7 @@ from palr_utils.evaluation.cases import EvalCase, K, rank_in_list
 from palr_utils.evaluation.parsing import backfill, match_answer
 from palr_utils.llm.loading import format_prompt, generate
 from palr_utils.llm.prompts import CANDIDATE_LABELS, rank_prompt, recommend_prompt, recommend_retrieval_prompt
+from palr_utils.palr_rank.item_tokens import ITEM_SLOT, ItemTokens
 from palr_utils.palr_rank.scoring import rank_scores
 
 
@@ -92,8 +93,12 @@ def calibrated_scores(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
 class Reranker:
     """Prompts, generation and matching for one model, over :class:`EvalCase` objects."""
 
-    def __init__(self, tokenizer, model, titles: Sequence[str], domain: str = "movie", max_title_chars: int = 60):
-        self.tokenizer, self.model, self.domain = tokenizer, model, domain
+    def __init__(
+        self, tokenizer, model, titles: Sequence[str], domain: str = "movie", max_title_chars: int = 60,
+        item_tokens: ItemTokens | None = None,
+    ):  # fmt: skip
+        """``item_tokens``: PALR-rank's collaborative item tokens, when it was trained with them."""
+        self.tokenizer, self.model, self.domain, self.item_tokens = tokenizer, model, domain, item_tokens
         self.titles = prompt_titles(list(titles), max_title_chars)
 
     def _format(self, prompt: str) -> str:
@@ -109,14 +114,17 @@ class Reranker:
         ))  # fmt: skip
 
     def rank_prompt(self, case: EvalCase) -> str:
-        """PALR-rank's prompt (each candidate's line follows it, see palr_utils.palr_rank)."""
-        return self._format(rank_prompt([self.titles[i] for i in case.history], case.keywords, self.domain))
+        """PALR-rank's prompt (each candidate's line follows it, see palr_utils.palr_rank); a slot after each title
+        where the model has item tokens."""
+        slot = ITEM_SLOT if self.item_tokens is not None else ""
+        return self._format(rank_prompt([self.titles[i] + slot for i in case.history], case.keywords, self.domain))
 
     def score_rank(self, cases: list[EvalCase]) -> list[dict]:
         """PALR-rank: each case's candidates ranked by their scores, all in one forward pass; the scores'
         log-softmax is kept (in the listed order) so that fusion with the retriever needs no second pass."""
         rows = rank_scores(self.tokenizer, self.model, [self.rank_prompt(c) for c in cases],
-                           [[self.titles[i] for i in c.listed] for c in cases])  # fmt: skip
+                           [[self.titles[i] for i in c.listed] for c in cases], self.item_tokens,
+                           [c.history for c in cases], [c.listed for c in cases])  # fmt: skip
         records = []
         for case, row in zip(cases, rows, strict=True):
             log_probs = log_softmax(row)

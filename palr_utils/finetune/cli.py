@@ -18,6 +18,7 @@ from palr_utils.core.io import require_artifacts
 from palr_utils.finetune.runs import RANK_RUN, instruction_runs, run_dir
 from palr_utils.finetune.sft import finetune, to_sft_dataset
 from palr_utils.llm.loading import format_prompt, load_tokenizer
+from palr_utils.palr_rank.item_tokens import twin_item_table
 from palr_utils.palr_rank.scoring import verdict_token_ids
 from palr_utils.palr_rank.trainer import listwise_trainer_class, rank_trainer_kwargs, to_rank_dataset
 from palr_utils.presets import resolve_config
@@ -48,10 +49,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     examples = pd.read_parquet(rank_path)
     verdict_ids = verdict_token_ids(tokenizer, format_prompt(tokenizer, examples.iloc[0]["prompt"]))
+    item_table = twin_item_table(config.artifact_dir) if preset.rank_item_tokens else None
+    dataset = to_rank_dataset(examples, tokenizer, residual=preset.rank_residual, item_slots=preset.rank_item_tokens)
     result = finetune(
-        preset.llm, tokenizer, to_rank_dataset(examples, tokenizer, residual=preset.rank_residual),
-        run_dir(config.artifact_dir, RANK_RUN), preset.rank_finetune, config.seed,
-        trainer_class=listwise_trainer_class(), trainer_kwargs=rank_trainer_kwargs(verdict_ids, preset.rank_residual),
+        preset.llm, tokenizer, dataset, run_dir(config.artifact_dir, RANK_RUN), preset.rank_finetune, config.seed,
+        trainer_class=listwise_trainer_class(),
+        trainer_kwargs=rank_trainer_kwargs(verdict_ids, preset.rank_residual, item_table, preset.rank_item_tokens_lr),
     )  # fmt: skip
     print(f"PALR-rank: adapter in {result.adapter_dir}")
 

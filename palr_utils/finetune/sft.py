@@ -259,11 +259,15 @@ def dataset_fingerprint(dataset) -> str:
 
 
 def adapter_fingerprint(adapter_dir: str | Path) -> str:
-    """A hash of the adapter's weights: re-ranking caches record which adapter wrote them."""
+    """A hash of the adapter's weights (and of its item tokens, where it has them): re-ranking caches record which
+    adapter wrote them."""
     weights = sorted(Path(adapter_dir).glob("adapter_model.*"))
     if not weights:
         raise FileNotFoundError(f"no adapter weights in {adapter_dir}; run notebook 04 first")
-    return sha256_file(weights[0])
+    extras = sorted(p for p in Path(adapter_dir).glob("adapter_*.safetensors") if p != weights[0])
+    if not extras:  # the hash of an adapter without extras is its weights' alone, as it always was
+        return sha256_file(weights[0])
+    return sha256_hex([sha256_file(weights[0]), *map(sha256_file, extras)])
 
 
 def adapter_parameter_count(adapter_dir: str | Path) -> int:
@@ -364,6 +368,8 @@ def _save_adapter(trainer, adapter: Path, quantized: bool, seconds: float, targe
         history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row])
         with atomic_path(adapter) as tmp:
             trainer.model.save_pretrained(tmp)
+            if hasattr(trainer, "save_extras"):  # e.g. PALR-rank's item-token projector, beside the LoRA weights
+                trainer.save_extras(tmp)
             log = {"history": history.to_dict(orient="records"), "quantized_4bit": quantized,
                    "train_seconds": round(seconds, 1), "target": target}  # fmt: skip
             write_json(log, tmp / HISTORY_FILE)
@@ -381,7 +387,7 @@ def finetune(
     interrupted run resumed, only when model, settings and examples are the ones they were made with
     (otherwise :class:`~palr_utils.core.io.StaleArtifactError` says which differ). ``trainer_class`` (a subclass
     of SFTTrainer with another loss, e.g. ``palr_rank.trainer.listwise_trainer_class()``) and its extra
-    ``trainer_kwargs`` (JSON values) become part of that identity.
+    ``trainer_kwargs`` (JSON values, or objects with an ``identity()`` that is one) become part of that identity.
     """
     from transformers import AutoConfig
     from trl import SFTTrainer
@@ -390,7 +396,9 @@ def finetune(
     adapter = output_dir / ADAPTER_DIR
     output_dir.mkdir(parents=True, exist_ok=True)
     trainer_kwargs = trainer_kwargs or {}
-    objective = {"trainer": trainer_class.__name__, **trainer_kwargs} if trainer_class else None
+    # a value that is no JSON (an item table) names itself by its identity(): its contents, not its address
+    named = {k: v.identity() if hasattr(v, "identity") else v for k, v in trainer_kwargs.items()}
+    objective = {"trainer": trainer_class.__name__, **named} if trainer_class else None
     ensure_identity(output_dir / IDENTITY_FILE, run_identity(llm, spec, dataset, seed, objective), output_dir)
     target = length_target(spec)
     resume_from = last_complete_checkpoint(output_dir)

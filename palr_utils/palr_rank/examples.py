@@ -14,6 +14,7 @@ from palr_utils.core.metrics import log_softmax
 from palr_utils.core.titles import prompt_titles
 from palr_utils.finetune.instructions import keywords_without_answers
 from palr_utils.llm.prompts import fit_history, rank_candidate, rank_prompt
+from palr_utils.palr_rank.item_tokens import ITEM_SLOT
 from palr_utils.retrieval.candidates import RANK, SCORE
 from palr_utils.retrieval.sequences import SequenceData
 
@@ -36,6 +37,7 @@ def build_rank_examples(
     max_tokens: int | None = None,
     random_negatives: int = 0,
     full_data: SequenceData | None = None,
+    item_slots: bool = False,
 ) -> pd.DataFrame:
     """One ranking example per user whose next item is among the retriever's top ``n_candidates``.
 
@@ -54,6 +56,9 @@ def build_rank_examples(
     They are never items of the user's, in any split of ``full_data`` (the data before :meth:`one_step_back`,
     required then), so no validation or test item enters an example. The retriever has no score for them:
     such examples have no prior (an empty list), and residual training refuses them.
+
+    ``item_slots`` (issue 27's second lever): each history title in the prompt is followed by an ``ITEM_SLOT``,
+    where :mod:`palr_utils.palr_rank.item_tokens` puts the item's collaborative token (``history`` lists them).
     """
     if random_negatives and full_data is None:
         raise ValueError("random_negatives needs full_data (the data before one_step_back): a random negative must "
@@ -82,10 +87,11 @@ def build_rank_examples(
         keywords = keywords_without_answers(profiles.get(user, []), [titles[answer]])
         history = [int(i) for i in data.history(user, VALID)[-n_history:]]
         listed_titles = [titles[i] for i in listed]
-        lines_cost = sum(count_tokens(rank_candidate(t)) for t in listed_titles) if count_tokens else 0
+        slot = ITEM_SLOT if item_slots else ""  # counted as its text: more tokens than the one it becomes
+        lines_cost = sum(count_tokens(rank_candidate(t + slot)) for t in listed_titles) if count_tokens else 0
         budget = max_tokens - lines_cost if count_tokens and max_tokens else None
         prompt, history = fit_history(
-            partial(_titled_rank_prompt, titles=titles, keywords=keywords, domain=domain), history,
+            partial(_titled_rank_prompt, titles=titles, keywords=keywords, domain=domain, slot=slot), history,
             lambda prompt: budget is None or count_tokens(prompt) <= budget,  # noqa: B023 - used at once
         )  # fmt: skip
         examples.append({
@@ -108,5 +114,5 @@ def _with_random_negatives(
     return [answer, *hard, *map(int, rng.choice(pool, size=min(n_random, len(pool)), replace=False))]
 
 
-def _titled_rank_prompt(shown: list[int], titles: Sequence[str], keywords: list[str], domain: str) -> str:
-    return rank_prompt([titles[i] for i in shown], keywords, domain)
+def _titled_rank_prompt(shown: list[int], titles: Sequence[str], keywords: list[str], domain: str, slot: str) -> str:
+    return rank_prompt([titles[i] + slot for i in shown], keywords, domain)
