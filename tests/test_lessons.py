@@ -132,3 +132,9 @@ def test_every_exercise_is_graded_hinted_and_solved(stem):
     headings = re.findall(r"^## (\d+)\. (★+) ", solutions.read_text(), flags=re.M)
     assert [marks for _, marks in headings] == exercises, "one solution per exercise, graded alike"
     assert len(solution_blocks(solutions)) == len(exercises), "runnable code for every solution"
+    # what a student writes for a ★ exercise: "5-10 lines" (exercises/README.md), after the file's setup block
+    own = [b for b in re.findall(r"^```python\n(.*?)^```", solutions.read_text(), flags=re.M | re.S)
+           if not b.startswith("# setup")]  # fmt: skip
+    for (number, marks), block in zip(headings, own, strict=True):
+        code = [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        assert marks != "★" or len(code) <= 10, f"★ solution {number} has {len(code)} lines of code, more than 10"
