@@ -33,6 +33,10 @@ METRICS_DIR = "metrics"
 # written last, that later stages check.
 MANIFESTS_DIR = "manifests"
 STAGES_WITH_MANIFEST = ("01_preprocessing", "03_sasrec_retrieval")
+# Notebook 03's retrievers keep their checkpoints in ARTIFACT_DIR/checkpoints/<name>; the twin trained one step back
+# (without each user's last training item) gives notebook 04 its training candidates and item tokens.
+CHECKPOINTS_DIR = "checkpoints"
+TWIN_RETRIEVER = "sasrec_one_step_back"
 
 DATASETS = ("ml-1m", "beauty", "custom", "synthetic")
 # How prompts speak of a catalogue's items (palr_utils.llm.prompts.DOMAIN_WORDS); a custom data folder may declare

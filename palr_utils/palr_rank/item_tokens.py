@@ -18,8 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from palr_utils.core.constants import CHECKPOINTS_DIR, TWIN_RETRIEVER
 from palr_utils.core.hashing import sha256_hex
 from palr_utils.core.io import StaleArtifactError
+from palr_utils.retrieval.training import BEST_WEIGHTS
 
 ITEM_SLOT = " <item>"  # where an item's token goes in the prompt text; replaced by one token when encoded
 ITEM_TOKENS_FILE = "adapter_item_tokens.safetensors"  # saved beside the LoRA weights (adapter_* files travel together)
@@ -35,10 +37,10 @@ class ItemTable:
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path) -> ItemTable:
-        """The item table of a SASRec checkpoint folder of notebook 03 (its ``best.safetensors``)."""
+        """The item table of a SASRec checkpoint folder of notebook 03 (its best validation weights)."""
         from safetensors import SafetensorError, safe_open
 
-        path = Path(folder) / "best.safetensors"
+        path = Path(folder) / BEST_WEIGHTS
         if not path.exists():
             raise FileNotFoundError(f"No SASRec checkpoint at {path}: run notebooks/03_sasrec_retrieval.ipynb first "
                                     "(collaborative item tokens read its twin trained one step back).")  # fmt: skip
@@ -87,10 +89,7 @@ class ItemTokens(nn.Module):
         on another item table (another retriever, or another data set)."""
         from safetensors import safe_open
 
-        path = Path(folder) / ITEM_TOKENS_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"{folder} has no {ITEM_TOKENS_FILE}: it was trained without collaborative item "
-                                    "tokens. Set rank_item_tokens=false, or rerun notebook 04 with them.")  # fmt: skip
+        path = _tokens_file(folder)
         with safe_open(str(path), framework="pt") as handle:
             trained_on = handle.metadata().get("table_sha256")
             state = {key: handle.get_tensor(key) for key in handle.keys()}
@@ -105,18 +104,25 @@ class ItemTokens(nn.Module):
         return self
 
 
+def _tokens_file(folder: str | Path) -> Path:
+    """The projector's file in an adapter or checkpoint folder; an error that says what to do when it is missing."""
+    path = Path(folder) / ITEM_TOKENS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{folder} has no {ITEM_TOKENS_FILE}: it was trained without collaborative item "
+                                "tokens. Set rank_item_tokens=false, or rerun notebook 04 with them.")  # fmt: skip
+    return path
+
+
 def twin_item_table(artifact_dir: str | Path) -> ItemTable:
     """The item table of notebook 03's SASRec trained one step back, the one item tokens read at training and test."""
-    return ItemTable.from_checkpoint(Path(artifact_dir) / "checkpoints" / "sasrec_one_step_back")
+    return ItemTable.from_checkpoint(Path(artifact_dir) / CHECKPOINTS_DIR / TWIN_RETRIEVER)
 
 
 def load_item_tokens(adapter_dir: str | Path, table: ItemTable, device=None) -> ItemTokens:
     """A trained PALR-rank's item tokens, for scoring (notebook 05)."""
     from safetensors import safe_open
 
-    path = Path(adapter_dir) / ITEM_TOKENS_FILE
-    if not path.exists():
-        return ItemTokens(table, 1).load_weights(adapter_dir)  # raises the error that says what to do
+    path = _tokens_file(adapter_dir)
     with safe_open(str(path), framework="pt") as handle:
         hidden_size = int(handle.metadata()["hidden_size"])
     tokens = ItemTokens(table, hidden_size).load_weights(adapter_dir)

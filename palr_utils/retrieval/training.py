@@ -28,6 +28,10 @@ from palr_utils.core.io import StaleArtifactError, atomic_path, describe_error, 
 from palr_utils.retrieval.base import Retriever
 from palr_utils.retrieval.sequences import SequenceData
 
+# The files of a checkpoint folder: the best validation weights (what a trained retriever is), the last weights.
+BEST_WEIGHTS = "best.safetensors"
+LAST_WEIGHTS = "last.safetensors"
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -143,10 +147,10 @@ def cosine_schedule(steps_per_epoch: int, config: TrainingConfig):
 def _read_checkpoint(folder: Path) -> tuple[dict, dict, dict, dict | None]:
     """(state, last weights, optimizer state, best weights) of a checkpoint folder; any unreadable file raises."""
     state = json.loads((folder / "state.json").read_text())
-    last = load_file(folder / "last.safetensors")
+    last = load_file(folder / LAST_WEIGHTS)
     # tensors and plain containers only; on the CPU first (load_state_dict moves them to the model's device)
     saved = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
-    best = load_file(folder / "best.safetensors") if state["best_epoch"] else None
+    best = load_file(folder / BEST_WEIGHTS) if state["best_epoch"] else None
     return state, last, saved, best
 
 
@@ -190,8 +194,8 @@ def _load_state(model, optimizer, scheduler, folder: Path, identity: dict) -> di
 
 def _save_state(model, optimizer, scheduler, folder: Path, state: dict, is_best: bool) -> None:
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for name in ("last", "best") if is_best else ("last",):
-        with atomic_path(folder / f"{name}.safetensors") as tmp:
+    for name in (LAST_WEIGHTS, BEST_WEIGHTS) if is_best else (LAST_WEIGHTS,):
+        with atomic_path(folder / name) as tmp:
             save_file(weights, str(tmp))
     with atomic_path(folder / "optimizer.pt") as tmp:
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler and scheduler.state_dict()}, tmp)
@@ -264,8 +268,8 @@ def _validate(model, optimizer, scheduler, state: dict, *, loss: float, config: 
 
 def _load_best(model, folder: Path | None, best_weights: dict | None, device: torch.device) -> None:
     """The best validation weights into ``model`` (from the checkpoint folder, or kept in memory)."""
-    if folder and (folder / "best.safetensors").exists():
-        model.load_state_dict(load_file(folder / "best.safetensors", device=str(device)))
+    if folder and (folder / BEST_WEIGHTS).exists():
+        model.load_state_dict(load_file(folder / BEST_WEIGHTS, device=str(device)))
     elif best_weights is not None:
         model.load_state_dict(best_weights)
     model.eval()
