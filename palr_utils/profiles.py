@@ -73,6 +73,7 @@ def generate_profiles(
     cache_path: str | Path,
     batch_size: int = 16,
     identity: dict | None = None,
+    length_sorted: bool = True,
 ) -> pd.DataFrame:
     """Generate (or resume) profiles for ``users``; ``generate_batch`` maps prompts to model outputs.
 
@@ -80,6 +81,7 @@ def generate_profiles(
     wrote it: ``identity`` (model and decoding; by default ``generate_batch.identity``, which
     :func:`llm_profile_writer` sets) is kept beside it, and each profile keeps a fingerprint of its prompt,
     so a changed prompt, history or seed is refused with a message instead of returning old keywords.
+    ``length_sorted``: batches of prompts of similar length (less padding; benchmarks/llm_throughput.py).
     """
 
     def work(batch: list[str]) -> list[dict]:
@@ -88,7 +90,7 @@ def generate_profiles(
     identity = identity if identity is not None else getattr(generate_batch, "identity", None)
     profiles = resumable_map(
         users, prompts, work, cache_path, key=USER, batch_size=batch_size, desc="profiles", identity=identity,
-        check_inputs=True,
+        check_inputs=True, sort_by=len if length_sorted else None,
     )
     return profiles.reindex(columns=[USER, KEYWORDS, RAW, SECONDS])
 

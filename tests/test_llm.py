@@ -10,6 +10,7 @@ import torch
 from palr_utils.llm.loading import (
     LLMConfig,
     ModelUnavailableError,
+    convert_gguf,
     format_prompt,
     generate,
     load_llm,
@@ -23,6 +24,14 @@ pytestmark = pytest.mark.integration  # real models, training or kernels: second
 @pytest.fixture(scope="module")
 def smollm2():
     return load_llm("smollm2")
+
+
+def test_the_first_conversion_leaves_no_progress_bar_in_a_lesson(tmp_path, capfd):
+    # notebook 02 converts the model on a fresh machine; transformers' bars would be saved frozen at "0%"
+    out = convert_gguf(smollm2_gguf_path(), tmp_path / "converted")
+    assert (out / "config.json").exists() and list(out.glob("*.safetensors"))
+    captured = capfd.readouterr()
+    assert "%|" not in captured.err + captured.out
 
 
 def test_gguf_ships_with_the_package_and_converts_to_safetensors():

@@ -11,6 +11,7 @@ from palr_utils.evaluation.methods import rerank_identity, retriever_records, ru
 from palr_utils.evaluation.parsing import answer_lines, backfill, match_answer
 from palr_utils.evaluation.rerankers import (
     Reranker,
+    calibrated_records,
     calibrated_scores,
     label_period_id,
     label_token_ids,
@@ -194,6 +195,44 @@ def test_calibrated_fast_mode_uses_the_prior_of_validation_prompts(monkeypatch):
     strong_a = letter_prior([np.array([6.0, -3.0, 0.5])] * 2)
     (calibrated,) = reranker.score_v2_fast([case], strong_a)
     assert calibrated["final"] == [5, 3, 4]  # B, C, A
+
+
+def test_calibrated_records_read_from_the_fast_records_rank_as_a_second_calibrated_pass(monkeypatch):
+    import palr_utils.evaluation.rerankers as rerank
+
+    monkeypatch.setattr(rerank, "format_prompt", lambda tokenizer, prompt: prompt + "\nAnswer:")
+    cases = [EvalCase(user=u, target=3, history=[0], retrieved=[3, 4, 5], listed=listed, seen={0}, keywords=[])
+             for u, listed in ((7, [4, 5, 3]), (2, [3, 5, 4]))]  # fmt: skip
+    reranker = Reranker(_Tokenizer(), _Model({"A": 3.0, "B": 0.0, "C": 0.5}), TITLES)
+    prior = letter_prior([np.array([6.0, -3.0, 0.5])] * 2)
+    fast = pd.DataFrame([{"user": c.user, **r, "seconds": 0.25}
+                         for c, r in zip(cases, reranker.score_v2_fast(cases), strict=True)])  # fmt: skip
+    derived = calibrated_records(cases, fast.iloc[::-1], prior)  # records in any order: matched by user
+    second_pass = reranker.score_v2_fast(cases, prior)
+    assert derived["user"].tolist() == [7, 2]
+    assert derived["final"].tolist() == [r["final"] for r in second_pass] == [[5, 3, 4], [5, 4, 3]]
+    assert derived["rank"].tolist() == [r["rank"] for r in second_pass]
+    np.testing.assert_allclose(np.stack(derived["log_probs"]), [r["log_probs"] for r in second_pass], atol=1e-5)
+    assert derived["seconds"].tolist() == [0.25, 0.25]  # the pass that scored them; calibration costs nothing
+
+
+def test_length_sorted_batches_group_similar_cases_and_return_records_in_the_users_order(tmp_path):
+    reranker = Reranker(None, None, ["ab", "abcdef", "a", "abcd", "abc", "abcde"])
+    cases = [EvalCase(user=u, target=0, history=[h], retrieved=[0], listed=[0], seen=set(), keywords=[])
+             for u, h in zip([10, 11, 12, 13], [2, 1, 4, 3], strict=True)]  # fmt: skip
+    assert [reranker.text_length(c) for c in cases] == [3, 8, 5, 6]
+    batches = []
+
+    def method(batch):
+        batches.append([c.user for c in batch])
+        return [{"final": [0], "rank": 1} for _ in batch]
+
+    records = run_method(method, cases, tmp_path / "m.jsonl", 2, sort_by=reranker.text_length)
+    assert batches == [[11, 13], [12, 10]]  # longest first, neighbours in length together
+    assert records["user"].tolist() == [10, 11, 12, 13]
+    batches.clear()
+    run_method(method, cases, tmp_path / "plain.jsonl", 2)
+    assert batches == [[10, 11], [12, 13]]  # without sort_by: the users' order, as before
 
 
 def test_rerank_cache_refuses_records_of_another_adapter(tmp_path):

@@ -99,6 +99,7 @@ def resumable_map(
     desc: str = "batches",
     identity: dict | None = None,
     check_inputs: bool = False,
+    sort_by: Callable[[object], int] | None = None,
 ) -> pd.DataFrame:
     """Run ``work`` on the inputs of keys not yet cached, in batches; return the records of ``keys`` in order.
 
@@ -107,6 +108,9 @@ def resumable_map(
     ``<name>.identity.json`` and a cache written with another identity is refused, never extended.
     With ``check_inputs``, each record also keeps a fingerprint of its input, and a cached record whose
     input has changed since (another prompt for the same user) is refused rather than returned.
+    With ``sort_by`` (an input's length, e.g. its prompt's characters), batches are formed longest first from
+    inputs of similar length: a batch is padded to its longest sequence, so mixing lengths wastes compute.
+    The records come back in the order of ``keys`` either way.
     """
     cache_path = Path(cache_path)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +123,8 @@ def resumable_map(
         _refuse_changed_inputs(cached, fingerprints, key, cache_path)
     done = set(cached[key].astype(int))
     todo = [(k, x) for k, x in zip(keys, inputs, strict=True) if k not in done]
+    if sort_by is not None:
+        todo.sort(key=lambda pair: -sort_by(pair[1]))  # stable: equal lengths keep the keys' order
     bar_off = not todo or progress_bars_disabled()
     for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch", disable=bar_off):
         chunk = todo[start : start + batch_size]

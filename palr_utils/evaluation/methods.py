@@ -17,6 +17,8 @@ A held-out item missing from a method's final 10 is a miss; there is no blending
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from palr_utils.core.cache import resumable_map
@@ -69,12 +71,14 @@ def rerank_identity(adapter_dir, preset, seed: int, cases: list[EvalCase]) -> di
 
 
 def run_method(
-    method, cases: list[EvalCase], cache_path, batch_size: int, identity: dict | None = None
+    method, cases: list[EvalCase], cache_path, batch_size: int, identity: dict | None = None,
+    sort_by: Callable[[EvalCase], int] | None = None,
 ) -> pd.DataFrame:
     """Run one re-ranking method over all cases with a resumable per-user cache.
 
     ``identity`` (the adapter's fingerprint, the settings) guards the cache: records of another
-    adapter or another candidate list length are never mixed into this run's.
+    adapter or another candidate list length are never mixed into this run's. ``sort_by`` (a case's length,
+    e.g. ``Reranker.text_length``) batches cases of similar length together: less padding, same records.
     """
     return resumable_map(
         [c.user for c in cases],
@@ -85,6 +89,7 @@ def run_method(
         batch_size=batch_size,
         desc=str(cache_path.stem),
         identity=identity,
+        sort_by=sort_by,
     )
 
 

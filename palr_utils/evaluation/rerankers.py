@@ -19,8 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
+from palr_utils.core.cache import SECONDS
+from palr_utils.core.constants import USER
 from palr_utils.core.metrics import log_softmax
 from palr_utils.core.titles import prompt_titles
 from palr_utils.evaluation.cases import EvalCase, K, rank_in_list
@@ -104,6 +107,11 @@ class Reranker:
     def _format(self, prompt: str) -> str:
         return format_prompt(self.tokenizer, prompt)
 
+    def text_length(self, case: EvalCase) -> int:
+        """The characters of the case's history and candidate titles: what makes one prompt longer than another
+        (the rest of a prompt is the same for every user), for ``run_method(..., sort_by=...)``."""
+        return sum(len(self.titles[i]) for i in [*case.history, *case.listed])
+
     def v1_prompt(self, case: EvalCase) -> str:
         return self._format(recommend_prompt([self.titles[i] for i in case.history], K, case.keywords, self.domain))
 
@@ -175,14 +183,29 @@ class Reranker:
         scores = self.letter_scores_v2(cases)
         if prior is not None:
             scores = [calibrated_scores(row, prior) for row in scores]
-        records = []
-        for case, row in zip(cases, scores, strict=True):
-            order = [case.listed[j] for j in np.argsort(-row, kind="stable")]
-            # kept in the listed order as log-probabilities over the list, so that fusion can read them as it
-            # reads PALR-rank's (a per-user shift of calibrated scores changes no order)
-            records.append({"final": order[:K], "rank": rank_in_list(case.target, order[:K]),
-                            "log_probs": [round(float(v), 6) for v in log_softmax(row)]})  # fmt: skip
-        return records
+        return [letter_record(case, row) for case, row in zip(cases, scores, strict=True)]
+
+
+def letter_record(case: EvalCase, scores: np.ndarray) -> dict:
+    """A case's candidates ranked by their letter scores (in the listed order)."""
+    order = [case.listed[j] for j in np.argsort(-scores, kind="stable")]
+    # kept in the listed order as log-probabilities over the list, so that fusion can read them as it reads
+    # PALR-rank's (a per-user shift of calibrated scores changes no order)
+    return {"final": order[:K], "rank": rank_in_list(case.target, order[:K]),
+            "log_probs": [round(float(v), 6) for v in log_softmax(scores)]}  # fmt: skip
+
+
+def calibrated_records(cases: list[EvalCase], fast_records: pd.DataFrame, prior: np.ndarray) -> pd.DataFrame:
+    """Calibrated fast scoring read from uncalibrated fast scoring's records of the same cases, without a second
+    forward pass: the records keep each prompt's letter log-probabilities, and calibration only subtracts the
+    prior from them. Each user keeps the seconds of the pass that scored it."""
+    by_user = fast_records.set_index(USER)
+    rows = []
+    for case in cases:
+        fast = by_user.loc[case.user]
+        record = letter_record(case, calibrated_scores(np.asarray(fast["log_probs"], dtype=float), prior))
+        rows.append({USER: case.user, **record, SECONDS: fast[SECONDS]})
+    return pd.DataFrame(rows)
 
 
 def _record(case: EvalCase, text: str, items: list[int], parsed) -> dict:

@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -67,13 +69,16 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf_path.parent,
-        gguf_file=gguf_path.name,
-        quantization_config=GgufConfig(dequantize=True),  # plain dense weights, so the result can be trained
-        dtype=torch.float32,
-    )
+    # transformers' own bars (de-quantizing, writing shards) would stay in an executed lesson frozen at "0%":
+    # they go to a buffer; the conversion runs once and the log says so
+    with contextlib.redirect_stderr(io.StringIO()):
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent,
+            gguf_file=gguf_path.name,
+            quantization_config=GgufConfig(dequantize=True),  # plain dense weights, so the result can be trained
+            dtype=torch.float32,
+        )
     # Depending on the transformers version the GGUF quantizer stays attached, and save_pretrained
     # refuses a model that carries it; the weights are already plain tensors, so drop the metadata.
     quantizer = getattr(model, "hf_quantizer", None)
@@ -81,7 +86,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
         quantizer.remove_quantization_config(model)
     elif hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir) as tmp, contextlib.redirect_stderr(io.StringIO()):
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out_dir
