@@ -43,7 +43,7 @@ from palr_utils.llm.loading import format_prompt, load_finetuned, load_llm
 from palr_utils.llm.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM, rank_candidate
 from palr_utils.palr_rank.scoring import verdict_token_ids
 from palr_utils.palr_rank.trainer import listwise_trainer_class, rank_trainer_kwargs, to_rank_dataset
-from palr_utils.profiles import build_profile_prompts, generate_profiles, llm_profile_writer, read_profiles
+from palr_utils.profiles import RAW, build_profile_prompts, generate_profiles, llm_profile_writer, read_profiles
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -89,8 +89,8 @@ def main() -> None:
     preset, run = config.preset, Path(args.artifact_dir)
     if preset.rank_item_tokens:
         raise SystemExit("this benchmark times PALR-rank without item tokens; run it on a preset without them")
-    (profiles_path, candidates_path) = require_artifacts(run, ["profiles.jsonl", "candidates.parquet"],
-                                                         producer="03_sasrec_retrieval")  # fmt: skip
+    (profiles_path,) = require_artifacts(run, ["profiles.jsonl"], producer="02_user_profiles")
+    (candidates_path,) = require_artifacts(run, ["candidates.parquet"], producer="03_sasrec_retrieval")
     titles = processed.items.sort_values("item")["title"].tolist()
     domain = processed.info["domain"]
     keywords = dict(zip(*read_profiles(profiles_path)[["user", "keywords"]].to_numpy().T, strict=True))
@@ -130,7 +130,7 @@ def main() -> None:
     lengths = [count(format_prompt(tokenizer, p, PROFILE_SYSTEM, PROFILE_ANSWER_PREFIX)) for p in prompts]
     timed_inference("profiles", lengths, lambda sort, path: generate_profiles(
         users, prompts, writer, path, preset.profile_batch_size, length_sorted=sort), len(users),
-        lambda frame: sum(count(t) for t in frame["raw"]))  # fmt: skip
+        lambda frame: sum(count(t) for t in frame[RAW]))  # fmt: skip
 
     # 2. PALR-rank scoring, as notebook 05
     tok_rank, model_rank = load_finetuned(preset.llm, adapter_dir(run, RANK_RUN))
