@@ -81,7 +81,9 @@ def main() -> None:
     parser.add_argument("--artifact-dir", required=True, help="a run whose notebooks 01-04 ran")
     parser.add_argument("--users", type=int, default=64, help="users per inference stage")
     parser.add_argument("--generation-users", type=int, default=24)
-    parser.add_argument("--steps", type=int, default=4, help="optimiser steps per fine-tuning arm")
+    # transformers' LengthGroupedSampler puts the longest batch first and groups within mega-batches of 50 batches:
+    # an arm shorter than one mega-batch (50 / gradient accumulation 4 = 12.5 steps) times the longest examples
+    parser.add_argument("--steps", type=int, default=13, help="optimiser steps per fine-tuning arm")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
