@@ -84,6 +84,7 @@ def main() -> None:
     # transformers' LengthGroupedSampler puts the longest batch first and groups within mega-batches of 50 batches:
     # an arm shorter than one mega-batch (50 / gradient accumulation 4 = 12.5 steps) times the longest examples
     parser.add_argument("--steps", type=int, default=13, help="optimiser steps per fine-tuning arm")
+    parser.add_argument("--skip-finetuning", action="store_true", help="time the inference stages only")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -167,6 +168,8 @@ def main() -> None:
     del model_v2
 
     # 4. fine-tuning: random against length-grouped batches, a few optimiser steps each
+    if args.skip_finetuning:
+        return _write(result, processed, args)
     (instructions_path, rank_path) = require_artifacts(run, ["instructions.parquet", "rank_examples.parquet"],
                                                        producer="04_finetune_palr")  # fmt: skip
     sft_data = to_sft_dataset(pd.read_parquet(instructions_path), tokenizer)
@@ -196,9 +199,13 @@ def main() -> None:
         stages[name] = side_by_side(arms["old"], arms["new"])
         print(name, stages[name])
 
+    _write(result, processed, args)
+
+
+def _write(result: dict, processed, args) -> None:
     name = data_name(processed, args.artifact_dir)
     out = args.out or Path(__file__).parent / "results" / f"llm_throughput_{name}_cpu.json"
-    write_json(result, out)
+    write_json(result | {"finetuning_timed": not args.skip_finetuning}, out)
     print("written to", out)
 
 
