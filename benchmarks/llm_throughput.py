@@ -60,6 +60,11 @@ def _seconds(work) -> float:
     return time.perf_counter() - started
 
 
+def sorted_order(keys: list[int]) -> list[int]:
+    """The order ``resumable_map(sort_by=...)`` batches inputs in: longest key first, ties in the given order."""
+    return sorted(range(len(keys)), key=lambda i: -keys[i])
+
+
 def layer_parameters(model) -> int:
     """Parameters every token passes through (the embedding is a lookup, not a matmul)."""
     embedding = model.get_input_embeddings().weight.numel()
@@ -111,16 +116,17 @@ def main() -> None:
     stages = result["stages"]
     tmp = Path(tempfile.mkdtemp(prefix="throughput_"))
 
-    def timed_inference(name, lengths, run_arm, n, extra_tokens=lambda frame: 0):
-        arms = {}
+    def timed_inference(name, lengths, keys, batch_size, run_arm, extra_tokens=lambda frame: 0):
+        """``lengths``: each input's tokens; ``keys``: the sort key the new code orders them by (its batches)."""
+        arms, n = {}, len(lengths)
         for label, sort in (("old", False), ("new", True)):
-            order = sorted(range(n), key=lambda i: -lengths[i]) if sort else list(range(n))
+            order = sorted_order(keys) if sort else list(range(n))
             started = time.perf_counter()
             frame = run_arm(sort, tmp / f"{name}_{label}.jsonl")
             seconds = time.perf_counter() - started
-            generated = extra_tokens(frame)
-            arms[label] = arm(seconds, sum(lengths) + generated, padded_tokens(lengths, order, bs) + generated,
-                              forward, peak, n)  # fmt: skip
+            generated = extra_tokens(frame)  # generated tokens counted once: a batch's steps are not padded here
+            arms[label] = arm(seconds, sum(lengths) + generated,
+                              padded_tokens(lengths, order, batch_size) + generated, forward, peak, n)  # fmt: skip
         stages[name] = side_by_side(arms["old"], arms["new"])
         print(name, stages[name])
 
@@ -131,9 +137,10 @@ def main() -> None:
     writer = llm_profile_writer(tokenizer, base, preset.profile_max_new_tokens)
     writer(prompts[:2])  # warm-up
     lengths = [count(format_prompt(tokenizer, p, PROFILE_SYSTEM, PROFILE_ANSWER_PREFIX)) for p in prompts]
-    timed_inference("profiles", lengths, lambda sort, path: generate_profiles(
-        users, prompts, writer, path, preset.profile_batch_size, length_sorted=sort), len(users),
-        lambda frame: sum(count(t) for t in frame[RAW]))  # fmt: skip
+    timed_inference("profiles", lengths, [len(p) for p in prompts], preset.profile_batch_size,
+                    lambda sort, path: generate_profiles(users, prompts, writer, path, preset.profile_batch_size,
+                                                         length_sorted=sort),
+                    lambda frame: sum(count(t) for t in frame[RAW]))  # fmt: skip
 
     # 2. PALR-rank scoring, as notebook 05
     tok_rank, model_rank = load_finetuned(preset.llm, adapter_dir(run, RANK_RUN))
@@ -141,9 +148,8 @@ def main() -> None:
     ranker.score_rank(cases[:2])
     lengths = [count(ranker.rank_prompt(c)) + sum(count(rank_candidate(ranker.titles[i])) for i in c.listed)
                for c in cases]  # fmt: skip
-    timed_inference("palr_rank_scoring", lengths, lambda sort, path: run_method(
-        ranker.score_rank, cases, path, bs, sort_by=ranker.text_length if sort else None), len(cases))
-    del model_rank
+    timed_inference("palr_rank_scoring", lengths, [ranker.text_length(c) for c in cases], bs, lambda sort, path:
+                    run_method(ranker.score_rank, cases, path, bs, sort_by=ranker.text_length if sort else None))
 
     # 3. PALR_v2: fast scoring with calibration, then generation
     tok_v2, model_v2 = load_finetuned(preset.llm, adapter_dir(run, "v2"))
@@ -154,18 +160,18 @@ def main() -> None:
                                     run_method(lambda b: v2.score_v2_fast(b, prior), cases, tmp / "cal_old.jsonl", bs)))
     new_seconds = _seconds(lambda: calibrated_records(cases, run_method(
         v2.score_v2_fast, cases, tmp / "fast_new.jsonl", bs, sort_by=v2.text_length), prior))
-    order = sorted(range(len(cases)), key=lambda i: -lengths[i])
+    order = sorted_order([v2.text_length(c) for c in cases])
     stages["palr_v2_fast_and_calibrated"] = side_by_side(
         arm(old_seconds, 2 * sum(lengths), 2 * padded_tokens(lengths, list(range(len(cases))), bs), forward, peak,
             len(cases)),
         arm(new_seconds, sum(lengths), padded_tokens(lengths, order, bs), forward, peak, len(cases)))
     print("palr_v2_fast_and_calibrated", stages["palr_v2_fast_and_calibrated"])
     generation_cases = cases[: args.generation_users]
-    timed_inference("palr_v2_generation", lengths[: len(generation_cases)], lambda sort, path: run_method(
-        lambda b: v2.generate_v2(b, preset.rerank_max_new_tokens), generation_cases, path, bs,
-        sort_by=v2.text_length if sort else None), len(generation_cases),
-        lambda frame: sum(count(t) for t in frame["raw_output"]))  # fmt: skip
-    del model_v2
+    timed_inference("palr_v2_generation", lengths[: len(generation_cases)],
+                    [v2.text_length(c) for c in generation_cases], bs, lambda sort, path: run_method(
+                        lambda b: v2.generate_v2(b, preset.rerank_max_new_tokens), generation_cases, path, bs,
+                        sort_by=v2.text_length if sort else None),
+                    lambda frame: sum(count(t) for t in frame["raw_output"]))  # fmt: skip
 
     # 4. fine-tuning: random against length-grouped batches, a few optimiser steps each
     if args.skip_finetuning:
