@@ -90,6 +90,7 @@ def main() -> None:
     # an arm shorter than one mega-batch (50 / gradient accumulation 4 = 12.5 steps) times the longest examples
     parser.add_argument("--steps", type=int, default=13, help="optimiser steps per fine-tuning arm")
     parser.add_argument("--skip-finetuning", action="store_true", help="time the inference stages only")
+    parser.add_argument("--skip-inference", action="store_true", help="time the fine-tuning stages only")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -130,48 +131,50 @@ def main() -> None:
         stages[name] = side_by_side(arms["old"], arms["new"])
         print(name, stages[name])
 
-    # 1. profiles: the base model, as notebook 02
-    histories = [data.train[u] for u in users]
-    prompts = build_profile_prompts(histories, processed.items, users, None, domain, preset.profile_history_items,
-                                    max_title_chars=preset.instructions.max_title_chars)  # fmt: skip
-    writer = llm_profile_writer(tokenizer, base, preset.profile_max_new_tokens)
-    writer(prompts[:2])  # warm-up
-    lengths = [count(format_prompt(tokenizer, p, PROFILE_SYSTEM, PROFILE_ANSWER_PREFIX)) for p in prompts]
-    timed_inference("profiles", lengths, [len(p) for p in prompts], preset.profile_batch_size,
-                    lambda sort, path: generate_profiles(users, prompts, writer, path, preset.profile_batch_size,
-                                                         length_sorted=sort),
-                    lambda frame: sum(count(t) for t in frame[RAW]))  # fmt: skip
+    if not args.skip_inference:  # --skip-inference: the fine-tuning arms alone
+        # 1. profiles: the base model, as notebook 02
+        histories = [data.train[u] for u in users]
+        prompts = build_profile_prompts(histories, processed.items, users, None, domain, preset.profile_history_items,
+                                        max_title_chars=preset.instructions.max_title_chars)  # fmt: skip
+        writer = llm_profile_writer(tokenizer, base, preset.profile_max_new_tokens)
+        writer(prompts[:2])  # warm-up
+        lengths = [count(format_prompt(tokenizer, p, PROFILE_SYSTEM, PROFILE_ANSWER_PREFIX)) for p in prompts]
+        timed_inference("profiles", lengths, [len(p) for p in prompts], preset.profile_batch_size,
+                        lambda sort, path: generate_profiles(users, prompts, writer, path, preset.profile_batch_size,
+                                                             length_sorted=sort),
+                        lambda frame: sum(count(t) for t in frame[RAW]))  # fmt: skip
 
-    # 2. PALR-rank scoring, as notebook 05
-    tok_rank, model_rank = load_finetuned(preset.llm, adapter_dir(run, RANK_RUN))
-    ranker = Reranker(tok_rank, model_rank, titles, domain, preset.instructions.max_title_chars)
-    ranker.score_rank(cases[:2])
-    lengths = [count(ranker.rank_prompt(c)) + sum(count(rank_candidate(ranker.titles[i])) for i in c.listed)
-               for c in cases]  # fmt: skip
-    timed_inference("palr_rank_scoring", lengths, [ranker.text_length(c) for c in cases], bs, lambda sort, path:
-                    run_method(ranker.score_rank, cases, path, bs, sort_by=ranker.text_length if sort else None))
+        # 2. PALR-rank scoring, as notebook 05
+        tok_rank, model_rank = load_finetuned(preset.llm, adapter_dir(run, RANK_RUN))
+        ranker = Reranker(tok_rank, model_rank, titles, domain, preset.instructions.max_title_chars)
+        ranker.score_rank(cases[:2])
+        lengths = [count(ranker.rank_prompt(c)) + sum(count(rank_candidate(ranker.titles[i])) for i in c.listed)
+                   for c in cases]  # fmt: skip
+        timed_inference("palr_rank_scoring", lengths, [ranker.text_length(c) for c in cases], bs, lambda sort, path:
+                        run_method(ranker.score_rank, cases, path, bs, sort_by=ranker.text_length if sort else None))
 
-    # 3. PALR_v2: fast scoring with calibration, then generation
-    tok_v2, model_v2 = load_finetuned(preset.llm, adapter_dir(run, "v2"))
-    v2 = Reranker(tok_v2, model_v2, titles, domain, preset.instructions.max_title_chars)
-    prior = v2.letter_prior_v2(cases[:16], bs)  # any prompts will do for timing
-    lengths = [count(v2.v2_prompt(c)) for c in cases]
-    old_seconds = _seconds(lambda: (run_method(v2.score_v2_fast, cases, tmp / "fast_old.jsonl", bs),
-                                    run_method(lambda b: v2.score_v2_fast(b, prior), cases, tmp / "cal_old.jsonl", bs)))
-    new_seconds = _seconds(lambda: calibrated_records(cases, run_method(
-        v2.score_v2_fast, cases, tmp / "fast_new.jsonl", bs, sort_by=v2.text_length), prior))
-    order = sorted_order([v2.text_length(c) for c in cases])
-    stages["palr_v2_fast_and_calibrated"] = side_by_side(
-        arm(old_seconds, 2 * sum(lengths), 2 * padded_tokens(lengths, list(range(len(cases))), bs), forward, peak,
-            len(cases)),
-        arm(new_seconds, sum(lengths), padded_tokens(lengths, order, bs), forward, peak, len(cases)))
-    print("palr_v2_fast_and_calibrated", stages["palr_v2_fast_and_calibrated"])
-    generation_cases = cases[: args.generation_users]
-    timed_inference("palr_v2_generation", lengths[: len(generation_cases)],
-                    [v2.text_length(c) for c in generation_cases], bs, lambda sort, path: run_method(
-                        lambda b: v2.generate_v2(b, preset.rerank_max_new_tokens), generation_cases, path, bs,
-                        sort_by=v2.text_length if sort else None),
-                    lambda frame: sum(count(t) for t in frame["raw_output"]))  # fmt: skip
+        # 3. PALR_v2: fast scoring with calibration, then generation
+        tok_v2, model_v2 = load_finetuned(preset.llm, adapter_dir(run, "v2"))
+        v2 = Reranker(tok_v2, model_v2, titles, domain, preset.instructions.max_title_chars)
+        prior = v2.letter_prior_v2(cases[:16], bs)  # any prompts will do for timing
+        lengths = [count(v2.v2_prompt(c)) for c in cases]
+        calibrated = lambda b: v2.score_v2_fast(b, prior)  # noqa: E731
+        old_seconds = _seconds(lambda: (run_method(v2.score_v2_fast, cases, tmp / "fast_old.jsonl", bs),
+                                        run_method(calibrated, cases, tmp / "cal_old.jsonl", bs)))
+        new_seconds = _seconds(lambda: calibrated_records(cases, run_method(
+            v2.score_v2_fast, cases, tmp / "fast_new.jsonl", bs, sort_by=v2.text_length), prior))
+        order = sorted_order([v2.text_length(c) for c in cases])
+        stages["palr_v2_fast_and_calibrated"] = side_by_side(
+            arm(old_seconds, 2 * sum(lengths), 2 * padded_tokens(lengths, list(range(len(cases))), bs), forward, peak,
+                len(cases)),
+            arm(new_seconds, sum(lengths), padded_tokens(lengths, order, bs), forward, peak, len(cases)))
+        print("palr_v2_fast_and_calibrated", stages["palr_v2_fast_and_calibrated"])
+        generation_cases = cases[: args.generation_users]
+        timed_inference("palr_v2_generation", lengths[: len(generation_cases)],
+                        [v2.text_length(c) for c in generation_cases], bs, lambda sort, path: run_method(
+                            lambda b: v2.generate_v2(b, preset.rerank_max_new_tokens), generation_cases, path, bs,
+                            sort_by=v2.text_length if sort else None),
+                        lambda frame: sum(count(t) for t in frame["raw_output"]))  # fmt: skip
 
     # 4. fine-tuning: random against length-grouped batches, a few optimiser steps each
     if args.skip_finetuning:
@@ -211,7 +214,8 @@ def main() -> None:
 def _write(result: dict, processed, args) -> None:
     name = data_name(processed, args.artifact_dir)
     out = args.out or Path(__file__).parent / "results" / f"llm_throughput_{name}_cpu.json"
-    write_json(result | {"finetuning_timed": not args.skip_finetuning}, out)
+    write_json(result | {"finetuning_timed": not args.skip_finetuning, "inference_timed": not args.skip_inference},
+               out)
     print("written to", out)
 
 
