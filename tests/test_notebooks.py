@@ -106,6 +106,9 @@ def test_03_retrieval_metrics_and_sasrec_beats_popularity(tiny_run):
         assert 1 <= metrics[f"{model}_best_epoch"] <= metrics[f"{model}_epochs_run"], model
     executed = (tiny_run / "executed" / "03_sasrec_retrieval.ipynb").read_text()
     assert "SASRec: stopped " in executed or "SASRec: ran all" in executed
+    # tiny, like cpu on MovieLens-1M, continues SASRec from the twin: the twin was trained first, once
+    assert metrics["sasrec_from_twin"] is True and metrics["sasrec_one_step_back_train_seconds"] > 0
+    assert "SASRec one step back (the starting point): " in executed
     # which settings this data got, and why: the tiny preset has no rules, and says so
     assert metrics["settings_rule"] == "the preset's own" and "no rules" in metrics["settings_reason"]
     assert "settings: the tiny preset's own settings" in executed

@@ -56,3 +56,13 @@ def test_random_negatives_are_refused_with_residual_training_and_beyond_the_list
         dataclasses.replace(cpu, rank_random_negatives=5, rank_residual=True)
     with pytest.raises(ValueError, match="the answer keeps a place"):
         dataclasses.replace(cpu, rank_random_negatives=cpu.rerank_candidates)
+
+
+def test_sasrec_continues_from_its_twin_on_movielens_only_and_an_override_turns_it_off():
+    cpu = resolve_config("cpu", "", "", "", 7).preset
+    ml1m, _ = cpu.fit_to_data({"paper_dataset": "ml-1m"})
+    beauty, _ = cpu.fit_to_data({"paper_dataset": "beauty"})
+    assert ml1m.sasrec_from_twin.seed == 7 and ml1m.sasrec_from_twin.epochs < ml1m.sasrec_training.epochs
+    assert beauty.sasrec_from_twin is None  # not measured on short histories: from scratch
+    assert cpu.with_overrides("sasrec_from_twin=null").sasrec_from_twin is None
+    assert cpu.with_overrides("sasrec_from_twin.epochs=4").sasrec_from_twin.epochs == 4

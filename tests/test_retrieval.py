@@ -28,7 +28,7 @@ from palr_utils.retrieval import (
 )
 from palr_utils.retrieval.candidates import training_prefix
 from palr_utils.retrieval.sequences import left_pad, length_grouped_batches, next_item_batches, training_windows
-from palr_utils.retrieval.training import cosine_schedule
+from palr_utils.retrieval.training import cosine_schedule, weights_fingerprint
 
 FAST = TrainingConfig(epochs=4, batch_size=16, learning_rate=3e-3, eval_every=2, patience=5)
 
@@ -187,6 +187,33 @@ def test_training_learns_resumes_and_refuses_other_checkpoints(small_data, tmp_p
     (tmp_path / "state.json").write_text(json.dumps(state))
     with pytest.raises(StaleArtifactError, match="older version.*Delete the folder and rerun"):
         train(resumed, small_data, longer, tmp_path, progress=False)
+
+
+@pytest.mark.integration
+def test_a_warm_started_training_continues_the_twin_and_resumes_only_from_the_same_start(small_data, tmp_path):
+    config = SASRecConfig(max_len=20, hidden_size=16)
+    twin = SASRec(small_data.n_items, config)
+    train(twin, small_data.one_step_back(), FAST, tmp_path / "twin", progress=False)
+    twin.data = small_data  # the twin's weights reading the full histories
+    before = twin.evaluate("valid")["ndcg@10"]
+
+    continued = SASRec(small_data.n_items, config)
+    continued.load_state_dict(twin.state_dict())
+    short = TrainingConfig(**{**FAST.__dict__, "epochs": 2, "eval_every": 1, "learning_rate": 1e-3})
+    history = train(continued, small_data, short, tmp_path / "sasrec", progress=False, warm_start=True)
+    assert history["epoch"].tolist() == [1, 2] and continued.best_epoch in (1, 2)
+    state = json.loads((tmp_path / "sasrec" / "state.json").read_text())
+    assert state["identity"]["starts_from"] == weights_fingerprint(twin)  # which weights it continued
+    assert max(history["val_ndcg@10"]) >= before - 0.05  # continued from the twin, not drawn afresh
+
+    again = SASRec(small_data.n_items, config)  # the same start: the finished checkpoint is reused
+    again.load_state_dict(twin.state_dict())
+    assert train(again, small_data, short, tmp_path / "sasrec", progress=False, warm_start=True).equals(history)
+    fresh = SASRec(small_data.n_items, config)  # another start (a retrained twin, fresh weights): refused
+    with pytest.raises(StaleArtifactError, match="Delete the folder"):
+        train(fresh, small_data, short, tmp_path / "sasrec", progress=False, warm_start=True)
+    with pytest.raises(StaleArtifactError):  # nor is it a from-scratch training's checkpoint
+        train(fresh, small_data, short, tmp_path / "sasrec", progress=False)
 
 
 @pytest.mark.integration

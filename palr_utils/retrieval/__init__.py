@@ -13,7 +13,7 @@ from palr_utils.retrieval.ncf import NCFConfig, NeuMF
 from palr_utils.retrieval.popularity import Popularity
 from palr_utils.retrieval.sasrec import SASRec, SASRecConfig
 from palr_utils.retrieval.sequences import SequenceData
-from palr_utils.retrieval.training import TorchRetriever, TrainingConfig, train
+from palr_utils.retrieval.training import TorchRetriever, TrainingConfig, load_trained, train
 
 __all__ = [
     "BASELINE_NAMES",
@@ -35,6 +35,7 @@ __all__ = [
     "build_baselines",
     "export_candidates",
     "recall_at_k",
+    "load_trained",
     "train",
 ]
 

@@ -7,6 +7,7 @@ optimizer, history) lets an interrupted run resume where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -113,7 +114,16 @@ def training_step(model: TorchRetriever, optimizer: torch.optim.Optimizer, batch
     return loss.item()
 
 
-def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig) -> dict:
+def weights_fingerprint(model: nn.Module) -> str:
+    """A short hash of a model's weights: which trained weights a continued training started from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig, warm_start: bool = False) -> dict:
     # how long to train may change between resumed runs; bf16 autocast changes speed, not the stored weights
     resumable = ("epochs", "max_minutes", "patience", "bf16_autocast", "device")
     if config.lr_schedule:  # the schedule is laid out over ``epochs``: more epochs would be another schedule
@@ -122,6 +132,8 @@ def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig)
     if config.lr_schedule is None:  # the default: checkpoints from before the option stay valid
         del training["lr_schedule"], training["warmup_epochs"]
     identity = {"model": model.describe(), "training": training, "data": data.fingerprint()}
+    if warm_start:  # weights trained before (another model's): a checkpoint continues only those same weights
+        identity["starts_from"] = weights_fingerprint(model)
     return json.loads(json.dumps(identity))  # as it comes back from state.json: tuples (NCF's layer sizes) as lists
 
 
@@ -281,9 +293,12 @@ def train(
     config: TrainingConfig,
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
+    warm_start: bool = False,
 ) -> pd.DataFrame:
     """Train ``model`` with Adam, early-stop on validation NDCG@10 and load the best weights.
 
+    ``warm_start``: the model holds trained weights (e.g. another SASRec's) and training continues from them; a
+    checkpoint of this training is then resumed only from those same starting weights.
     Returns the history: one row per validation run (epoch, loss, val metrics, seconds).
     """
     torch.manual_seed(config.seed)
@@ -292,9 +307,8 @@ def train(
     model.to(device)
     optimizer, scheduler = _optimizer_and_scheduler(model, data, config)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
-    state, rng = _start_state(
-        model, optimizer, scheduler, folder, identity=_identity(model, data, config), seed=config.seed
-    )
+    identity = _identity(model, data, config, warm_start)  # before a checkpoint's weights replace the start
+    state, rng = _start_state(model, optimizer, scheduler, folder, identity=identity, seed=config.seed)
 
     started = time.perf_counter() - state["seconds"]
     best_weights = None
@@ -322,3 +336,17 @@ def train(
     # why training ended: "patience", "budget" or "epochs" (None: not finished, e.g. stopped mid-epoch by a kill)
     model.stop_reason = state["stop_reason"] or ("epochs" if state["epoch"] >= config.epochs else None)
     return pd.DataFrame(state["history"])
+
+
+def load_trained(model: TorchRetriever, data: SequenceData, checkpoint_dir: str | Path) -> TorchRetriever:
+    """``model`` with the best weights of a finished training (e.g. notebook 03's SASRec), reading ``data``: for
+    exercises and benchmarks that use a trained retriever without training it again."""
+    path = Path(checkpoint_dir) / BEST_WEIGHTS
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: the retriever has no trained weights there yet. Run the "
+                                "notebook that trains it (03) with this ARTIFACT_DIR first.")  # fmt: skip
+    model.data = data
+    model.load_state_dict(load_file(path))
+    model.eval()
+    return model
+
