@@ -90,6 +90,8 @@ def _replace(obj: object, path: Sequence[str], value: object, done: str = "") ->
     if isinstance(current, dict):
         raise OverrideError(f"OVERRIDES: {key} holds settings by name ({sorted(current)}); name one and its "
                             f"setting, e.g. {key}.NAME.X=...")  # fmt: skip
+    if dataclasses.is_dataclass(current) and value is None and type(None) in typing.get_args(hint):
+        return dataclasses.replace(obj, **{name: None})  # an optional group switched off, e.g. sasrec_from_twin=null
     if dataclasses.is_dataclass(current):
         inner = sorted(f.name for f in dataclasses.fields(current))
         raise OverrideError(f"OVERRIDES: {key} is a group of settings; name one of them ({inner}), e.g. {key}.X=...")
