@@ -23,6 +23,7 @@ from palr_utils.retrieval import (
     TrainingConfig,
     build_baselines,
     export_candidates,
+    load_trained,
     recall_at_k,
     train,
 )
@@ -195,6 +196,10 @@ def test_a_warm_started_training_continues_the_twin_and_resumes_only_from_the_sa
     twin = SASRec(small_data.n_items, config)
     train(twin, small_data.one_step_back(), FAST, tmp_path / "twin", progress=False)
     twin.data = small_data  # the twin's weights reading the full histories
+    reloaded = load_trained(SASRec(small_data.n_items, config), small_data, tmp_path / "twin")  # no training
+    assert weights_fingerprint(reloaded) == weights_fingerprint(twin) and reloaded.data is small_data
+    with pytest.raises(FileNotFoundError, match="Run the notebook that trains it"):
+        load_trained(SASRec(small_data.n_items, config), small_data, tmp_path / "nothing")
     before = twin.evaluate("valid")["ndcg@10"]
 
     continued = SASRec(small_data.n_items, config)

@@ -34,8 +34,8 @@ __all__ = [
     "baseline_config",
     "build_baselines",
     "export_candidates",
-    "recall_at_k",
     "load_trained",
+    "recall_at_k",
     "train",
 ]
 

@@ -346,7 +346,5 @@ def load_trained(model: TorchRetriever, data: SequenceData, checkpoint_dir: str 
         raise FileNotFoundError(f"{path} does not exist: the retriever has no trained weights there yet. Run the "
                                 "notebook that trains it (03) with this ARTIFACT_DIR first.")  # fmt: skip
     model.data = data
-    model.load_state_dict(load_file(path))
-    model.eval()
+    _load_best(model, path.parent, None, model.device)
     return model
-
