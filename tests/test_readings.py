@@ -46,6 +46,12 @@ def test_training_end_names_what_stopped_it(reason, expected):
     assert expected in readings.training_end("SASRec", reason, 34, 200, 24, 10, 28, 1700)
 
 
+def test_a_schedule_fitted_to_its_budget_says_how_many_epochs_it_planned():
+    fitted = readings.training_end("SASRec", "epochs", 24, 24, 23, 10, 20, 1190, asked=35)
+    assert "ran all 24 epochs of its schedule (35 asked for" in fitted and "20-minute budget" in fitted
+    assert "ran all 35 epochs;" in readings.training_end("SASRec", "epochs", 35, 35, 30, 10, 28, 1500, asked=35)
+
+
 def test_a_budget_stop_right_after_the_best_epoch_says_it_was_still_improving():
     assert "still improving" in readings.training_end("GRU4Rec", "budget", 10, 100, 10, 3, 5, 303)
     stalled = readings.training_end("GRU4Rec", "budget", 10, 100, 4, 3, 5, 303)

@@ -29,7 +29,8 @@ from palr_utils.retrieval import (
 )
 from palr_utils.retrieval.candidates import training_prefix
 from palr_utils.retrieval.sequences import left_pad, length_grouped_batches, next_item_batches, training_windows
-from palr_utils.retrieval.training import cosine_schedule, weights_fingerprint
+from palr_utils.retrieval import training as training_module
+from palr_utils.retrieval.training import cosine_schedule, planned_epochs, weights_fingerprint
 
 FAST = TrainingConfig(epochs=4, batch_size=16, learning_rate=3e-3, eval_every=2, patience=5)
 
@@ -311,6 +312,51 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
         TrainingConfig(lr_schedule="cosine", lr_decay_factor=0.5)
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainingConfig(lr_schedule="linear")
+
+
+def test_a_schedule_fitted_to_the_budget_plans_the_epochs_it_holds():
+    config = TrainingConfig(epochs=35, lr_schedule="cosine", max_minutes=20, fit_epochs_to_budget=True)
+    assert planned_epochs(config, 2, 100.0) == 24  # 50 s an epoch: 24 of them fit 20 minutes, not 24.5
+    assert planned_epochs(config, 2, 20.0) == 35  # a fast machine: never more than asked
+    assert planned_epochs(config, 2, 1300.0) == 2  # over budget already: the epochs done
+    schedule = cosine_schedule(10, config)
+    schedule.plan(24)
+    assert schedule(240) == pytest.approx(0.0) and schedule(120) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="needs lr_schedule='cosine' and max_minutes"):
+        TrainingConfig(lr_schedule="cosine", fit_epochs_to_budget=True)
+    with pytest.raises(ValueError, match="needs lr_schedule='cosine' and max_minutes"):
+        TrainingConfig(max_minutes=5, fit_epochs_to_budget=True)
+
+
+@pytest.mark.integration
+def test_a_fitted_schedule_ends_at_zero_and_a_resumed_run_keeps_its_horizon(small_data, tmp_path, monkeypatch):
+    config = TrainingConfig(epochs=6, batch_size=16, learning_rate=1e-3, eval_every=2, patience=10,
+                            lr_schedule="cosine", max_minutes=60, fit_epochs_to_budget=True)  # fmt: skip
+    sasrec = SASRecConfig(max_len=20, hidden_size=16)
+    paces = []
+
+    def slow_machine(config, epochs_done, seconds):  # as if 60 minutes held 4 epochs at this pace
+        paces.append(epochs_done)
+        return 4
+
+    monkeypatch.setattr(training_module, "planned_epochs", slow_machine)
+    fitted = SASRec(small_data.n_items, sasrec)
+    history = train(fitted, small_data, config, tmp_path, progress=False)
+    assert paces == [2]  # measured once, at the first validation
+    assert history["epoch"].tolist() == [2, 4] and history["learning_rate"].iloc[-1] == pytest.approx(0.0)
+    # epoch 2 ran along the 6-epoch cosine (a third of the way down), epochs 3-4 along the rest of the 4-epoch one
+    assert history["learning_rate"].iloc[0] == pytest.approx(7.5e-4)
+    assert (fitted.stop_reason, fitted.planned_epochs, fitted.epochs_run) == ("epochs", 4, 4)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["planned_epochs"] == 4
+    # the finished run is read back, not trained on to epoch 6, and the horizon is not measured again
+    again = SASRec(small_data.n_items, sasrec)
+    assert train(again, small_data, config, tmp_path, progress=False)["epoch"].tolist() == [2, 4]
+    assert paces == [2] and again.planned_epochs == 4
+    # without the option: the identity of older checkpoints, so they stay valid
+    plain = TrainingConfig(**{**config.__dict__, "fit_epochs_to_budget": False})
+    with pytest.raises(StaleArtifactError):
+        train(SASRec(small_data.n_items, sasrec), small_data, plain, tmp_path, progress=False)
 
 
 @pytest.mark.integration

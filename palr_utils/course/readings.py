@@ -68,9 +68,14 @@ STOP_REASONS = ("patience", "budget", "epochs")
 
 
 def training_end(name: str, stop_reason: str | None, epochs_run: int, epochs: int, best_epoch: int,
-                 patience: int, max_minutes: float | None, seconds: float) -> str:  # fmt: skip
-    """How one retriever's training ended: early stopping, its time budget, or all its epochs."""
+                 patience: int, max_minutes: float | None, seconds: float, asked: int | None = None) -> str:  # fmt: skip
+    """How one retriever's training ended: early stopping, its time budget, or all its epochs. ``asked``: the
+    config's epochs when its schedule was fitted to the budget and planned fewer (``epochs``)."""
     took = f"{seconds / 60:.1f} min"
+    if stop_reason == "epochs" and asked and asked > epochs:
+        return (f"{name}: ran all {epochs} epochs of its schedule ({asked} asked for, {epochs} what its "
+                f"{max_minutes:g}-minute budget holds at the pace of its first epochs); best epoch {best_epoch} "
+                f"({took})")  # fmt: skip
     if stop_reason == "patience":
         when = f"early at epoch {epochs_run} of {epochs}" if epochs_run < epochs else f"at its last epoch, {epochs}"
         return (f"{name}: stopped {when}, after {patience} evaluations without a better validation NDCG@10; best "
@@ -230,8 +235,9 @@ def count_sentence(n: int, total: int, what: str, none: str) -> str:
 
 def retriever_end(name: str, model, training) -> str:
     """:func:`training_end` read off a trained retriever and its ``TrainingConfig``."""
-    return training_end(name, model.stop_reason, model.epochs_run, training.epochs, model.best_epoch,
-                        training.patience, training.max_minutes, model.train_seconds)  # fmt: skip
+    planned = getattr(model, "planned_epochs", training.epochs)
+    return training_end(name, model.stop_reason, model.epochs_run, planned, model.best_epoch, training.patience,
+                        training.max_minutes, model.train_seconds, asked=training.epochs)  # fmt: skip
 
 
 def cascade_sentence(k: int, single_pass: tuple[int, int], removed: tuple[int, int]) -> str:

@@ -49,6 +49,10 @@ class TrainingConfig:
     # ``epochs``, updated every step (a schedule fixed in advance, unlike the reactive decay above)
     lr_schedule: str | None = None
     warmup_epochs: float = 0.0
+    # With the cosine and ``max_minutes``: after the first validation, plan as many of ``epochs`` as the budget
+    # holds at the pace measured so far (kept in the checkpoint), so that on a slower machine the schedule still
+    # reaches zero instead of being cut off while the rate is high
+    fit_epochs_to_budget: bool = False
     # bf16 matmuls on CPU: True, False, or "auto" (on where the CPU has bf16 units, e.g. AVX512-BF16 or AMX)
     bf16_autocast: bool | str = False
     seed: int = 42  # the notebooks' SEED replaces it (RunPreset.with_seed)
@@ -60,6 +64,9 @@ class TrainingConfig:
             raise ValueError(f"lr_schedule must be None or 'cosine', not {self.lr_schedule!r}")
         if self.lr_schedule and self.lr_decay_factor:
             raise ValueError("choose one learning-rate policy: lr_schedule='cosine' or lr_decay_factor, not both")
+        if self.fit_epochs_to_budget and not (self.lr_schedule and self.max_minutes):
+            raise ValueError("fit_epochs_to_budget fits a schedule to a budget: it needs lr_schedule='cosine' and "
+                             "max_minutes")  # fmt: skip
 
     def uses_bf16(self, device: torch.device | None = None) -> bool:
         """Whether training runs under bf16 autocast ("auto": on a GPU always, on a CPU where it has bf16 units)."""
@@ -131,6 +138,8 @@ def _identity(model: TorchRetriever, data: SequenceData, config: TrainingConfig,
     training = {k: v for k, v in asdict(config).items() if k not in resumable}
     if config.lr_schedule is None:  # the default: checkpoints from before the option stay valid
         del training["lr_schedule"], training["warmup_epochs"]
+    if not config.fit_epochs_to_budget:  # likewise
+        del training["fit_epochs_to_budget"]
     identity = {"model": model.describe(), "training": training, "data": data.fingerprint()}
     if warm_start:  # weights trained before (another model's): a checkpoint continues only those same weights
         identity["starts_from"] = weights_fingerprint(model)
@@ -142,18 +151,36 @@ def _n_batches(batches, data: SequenceData, config: TrainingConfig) -> int:
     return len(batches) if hasattr(batches, "__len__") else math.ceil(data.n_users / config.batch_size)
 
 
-def cosine_schedule(steps_per_epoch: int, config: TrainingConfig):
-    """The learning-rate multiplier of each optimiser step: linear warm-up, then a half cosine to zero."""
-    warmup = round(config.warmup_epochs * steps_per_epoch)
-    total = config.epochs * steps_per_epoch
+class CosineSchedule:
+    """The learning-rate multiplier of each optimiser step: linear warm-up, then a half cosine to zero at the
+    last planned epoch. A callable object rather than a closure, so that :meth:`plan` can shorten the horizon."""
 
-    def multiplier(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    def __init__(self, steps_per_epoch: int, warmup_epochs: float, epochs: int) -> None:
+        self.steps_per_epoch = steps_per_epoch
+        self.warmup = round(warmup_epochs * steps_per_epoch)
+        self.plan(epochs)
+
+    def plan(self, epochs: int) -> None:
+        """End the cosine at ``epochs`` (the steps taken so far keep their rates)."""
+        self.total = epochs * self.steps_per_epoch
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    return multiplier
+
+def cosine_schedule(steps_per_epoch: int, config: TrainingConfig) -> CosineSchedule:
+    """The config's cosine over its ``epochs``."""
+    return CosineSchedule(steps_per_epoch, config.warmup_epochs, config.epochs)
+
+
+def planned_epochs(config: TrainingConfig, epochs_done: int, seconds: float) -> int:
+    """How many epochs fit the budget at the pace of the first ``epochs_done`` (their training, validation and
+    checkpoints in ``seconds``): at most ``config.epochs``, at least those done."""
+    pace = seconds / epochs_done
+    return max(epochs_done, min(config.epochs, math.floor(60 * config.max_minutes / pace)))
 
 
 def _read_checkpoint(folder: Path) -> tuple[dict, dict, dict, dict | None]:
@@ -312,15 +339,20 @@ def train(
 
     started = time.perf_counter() - state["seconds"]
     best_weights = None
-    while not state["finished"] and state["epoch"] < config.epochs:
+    if "planned_epochs" in state:  # a resumed run keeps the horizon it measured
+        scheduler.lr_lambdas[0].plan(state["planned_epochs"])
+    while not state["finished"] and state["epoch"] < state.get("planned_epochs", config.epochs):
         epoch = state["epoch"] + 1
         loss = _train_epoch(model, optimizer, scheduler, data, rng, config=config, epoch=epoch, progress=progress)
         state["epoch"] = epoch
         state["seconds"] = time.perf_counter() - started
         out_of_time = config.max_minutes is not None and state["seconds"] > 60 * config.max_minutes
-        if epoch % config.eval_every and epoch < config.epochs and not out_of_time:
+        if epoch % config.eval_every and epoch < state.get("planned_epochs", config.epochs) and not out_of_time:
             continue
         is_best = _validate(model, optimizer, scheduler, state, loss=loss, config=config, out_of_time=out_of_time)
+        if config.fit_epochs_to_budget and "planned_epochs" not in state:  # the pace of the first validated epochs
+            state["planned_epochs"] = planned_epochs(config, epoch, time.perf_counter() - started)
+            scheduler.lr_lambdas[0].plan(state["planned_epochs"])
         if progress:
             print(f"{model.name} epoch {epoch}: loss {loss:.4f}, val NDCG@10 {state['history'][-1]['val_ndcg@10']:.4f}"
                   f"{' (best)' if is_best else ''}", flush=True)  # fmt: skip
@@ -333,8 +365,9 @@ def train(
     model.train_seconds = state["seconds"]
     model.best_epoch = state["best_epoch"]
     model.epochs_run = state["epoch"]
+    model.planned_epochs = state.get("planned_epochs", config.epochs)
     # why training ended: "patience", "budget" or "epochs" (None: not finished, e.g. stopped mid-epoch by a kill)
-    model.stop_reason = state["stop_reason"] or ("epochs" if state["epoch"] >= config.epochs else None)
+    model.stop_reason = state["stop_reason"] or ("epochs" if state["epoch"] >= model.planned_epochs else None)
     return pd.DataFrame(state["history"])
 
 
