@@ -27,9 +27,9 @@ from palr_utils.retrieval import (
     recall_at_k,
     train,
 )
+from palr_utils.retrieval import training as training_module
 from palr_utils.retrieval.candidates import training_prefix
 from palr_utils.retrieval.sequences import left_pad, length_grouped_batches, next_item_batches, training_windows
-from palr_utils.retrieval import training as training_module
 from palr_utils.retrieval.training import cosine_schedule, planned_epochs, weights_fingerprint
 
 FAST = TrainingConfig(epochs=4, batch_size=16, learning_rate=3e-3, eval_every=2, patience=5)

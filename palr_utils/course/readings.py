@@ -67,8 +67,8 @@ def below_retriever(loss: float, retriever_loss: float) -> str:
 STOP_REASONS = ("patience", "budget", "epochs")
 
 
-def training_end(name: str, stop_reason: str | None, epochs_run: int, epochs: int, best_epoch: int,
-                 patience: int, max_minutes: float | None, seconds: float, asked: int | None = None) -> str:  # fmt: skip
+def training_end(name: str, stop_reason: str | None, epochs_run: int, epochs: int, best_epoch: int, patience: int,
+                 max_minutes: float | None, seconds: float, asked: int | None = None) -> str:  # fmt: skip
     """How one retriever's training ended: early stopping, its time budget, or all its epochs. ``asked``: the
     config's epochs when its schedule was fitted to the budget and planned fewer (``epochs``)."""
     took = f"{seconds / 60:.1f} min"
