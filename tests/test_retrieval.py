@@ -355,8 +355,35 @@ def test_a_fitted_schedule_ends_at_zero_and_a_resumed_run_keeps_its_horizon(smal
     assert paces == [2] and again.planned_epochs == 4
     # without the option: the identity of older checkpoints, so they stay valid
     plain = TrainingConfig(**{**config.__dict__, "fit_epochs_to_budget": False})
+    assert "fit_epochs_to_budget" not in training_module._identity(again, small_data, plain)["training"]
     with pytest.raises(StaleArtifactError):
         train(SASRec(small_data.n_items, sasrec), small_data, plain, tmp_path, progress=False)
+
+
+@pytest.mark.integration
+def test_a_run_interrupted_after_planning_resumes_along_the_planned_cosine(small_data, tmp_path, monkeypatch):
+    config = TrainingConfig(epochs=6, batch_size=16, learning_rate=1e-3, eval_every=2, patience=10,
+                            lr_schedule="cosine", max_minutes=60, fit_epochs_to_budget=True)  # fmt: skip
+    sasrec = SASRecConfig(max_len=20, hidden_size=16)
+    monkeypatch.setattr(training_module, "planned_epochs", lambda config, epochs_done, seconds: 4)
+    steps_per_epoch = len(SASRec(small_data.n_items, sasrec).batches(small_data, np.random.default_rng(0), 16))
+    interrupted = SASRec(small_data.n_items, sasrec)
+    real_loss, calls = interrupted.loss, []
+
+    def loss_then_crash(batch):  # dies in the third epoch, after the plan and the checkpoint of epoch 2
+        calls.append(1)
+        if len(calls) > 2 * steps_per_epoch + 1:
+            raise KeyboardInterrupt
+        return real_loss(batch)
+
+    interrupted.loss = loss_then_crash
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, small_data, config, tmp_path, progress=False)
+    resumed = SASRec(small_data.n_items, sasrec)
+    history = train(resumed, small_data, config, tmp_path, progress=False)
+    # along the 6-epoch cosine epoch 4 would end at a quarter of the rate; the planned one ends at zero
+    assert history["epoch"].tolist() == [2, 4] and history["learning_rate"].iloc[-1] == pytest.approx(0.0)
+    assert (resumed.stop_reason, resumed.planned_epochs) == ("epochs", 4)
 
 
 @pytest.mark.integration

@@ -183,6 +183,11 @@ def planned_epochs(config: TrainingConfig, epochs_done: int, seconds: float) -> 
     return max(epochs_done, min(config.epochs, math.floor(60 * config.max_minutes / pace)))
 
 
+def _horizon(state: dict, config: TrainingConfig) -> int:
+    """The epochs this run trains: those planned for the budget, else the config's."""
+    return state.get("planned_epochs", config.epochs)
+
+
 def _read_checkpoint(folder: Path) -> tuple[dict, dict, dict, dict | None]:
     """(state, last weights, optimizer state, best weights) of a checkpoint folder; any unreadable file raises."""
     state = json.loads((folder / "state.json").read_text())
@@ -341,13 +346,13 @@ def train(
     best_weights = None
     if "planned_epochs" in state:  # a resumed run keeps the horizon it measured
         scheduler.lr_lambdas[0].plan(state["planned_epochs"])
-    while not state["finished"] and state["epoch"] < state.get("planned_epochs", config.epochs):
+    while not state["finished"] and state["epoch"] < _horizon(state, config):
         epoch = state["epoch"] + 1
         loss = _train_epoch(model, optimizer, scheduler, data, rng, config=config, epoch=epoch, progress=progress)
         state["epoch"] = epoch
         state["seconds"] = time.perf_counter() - started
         out_of_time = config.max_minutes is not None and state["seconds"] > 60 * config.max_minutes
-        if epoch % config.eval_every and epoch < state.get("planned_epochs", config.epochs) and not out_of_time:
+        if epoch % config.eval_every and epoch < _horizon(state, config) and not out_of_time:
             continue
         is_best = _validate(model, optimizer, scheduler, state, loss=loss, config=config, out_of_time=out_of_time)
         if config.fit_epochs_to_budget and "planned_epochs" not in state:  # the pace of the first validated epochs
@@ -365,7 +370,7 @@ def train(
     model.train_seconds = state["seconds"]
     model.best_epoch = state["best_epoch"]
     model.epochs_run = state["epoch"]
-    model.planned_epochs = state.get("planned_epochs", config.epochs)
+    model.planned_epochs = _horizon(state, config)
     # why training ended: "patience", "budget" or "epochs" (None: not finished, e.g. stopped mid-epoch by a kill)
     model.stop_reason = state["stop_reason"] or ("epochs" if state["epoch"] >= model.planned_epochs else None)
     return pd.DataFrame(state["history"])
