@@ -360,17 +360,14 @@ def test_a_fitted_schedule_ends_at_zero_and_a_resumed_run_keeps_its_horizon(smal
         train(SASRec(small_data.n_items, sasrec), small_data, plain, tmp_path, progress=False)
 
 
-@pytest.mark.integration
-def test_a_run_interrupted_after_planning_resumes_along_the_planned_cosine(small_data, tmp_path, monkeypatch):
-    config = TrainingConfig(epochs=6, batch_size=16, learning_rate=1e-3, eval_every=2, patience=10,
-                            lr_schedule="cosine", max_minutes=60, fit_epochs_to_budget=True)  # fmt: skip
-    sasrec = SASRecConfig(max_len=20, hidden_size=16)
-    monkeypatch.setattr(training_module, "planned_epochs", lambda config, epochs_done, seconds: 4)
-    steps_per_epoch = len(SASRec(small_data.n_items, sasrec).batches(small_data, np.random.default_rng(0), 16))
+def _crash_in_the_third_epoch(small_data, sasrec, config, folder) -> None:
+    """Train until the third epoch's second batch, after the checkpoint of epoch 2, and die there."""
+    batches = SASRec(small_data.n_items, sasrec).batches(small_data, np.random.default_rng(0), config.batch_size)
+    steps_per_epoch = len(batches)
     interrupted = SASRec(small_data.n_items, sasrec)
     real_loss, calls = interrupted.loss, []
 
-    def loss_then_crash(batch):  # dies in the third epoch, after the plan and the checkpoint of epoch 2
+    def loss_then_crash(batch):
         calls.append(1)
         if len(calls) > 2 * steps_per_epoch + 1:
             raise KeyboardInterrupt
@@ -378,7 +375,16 @@ def test_a_run_interrupted_after_planning_resumes_along_the_planned_cosine(small
 
     interrupted.loss = loss_then_crash
     with pytest.raises(KeyboardInterrupt):
-        train(interrupted, small_data, config, tmp_path, progress=False)
+        train(interrupted, small_data, config, folder, progress=False)
+
+
+@pytest.mark.integration
+def test_a_run_interrupted_after_planning_resumes_along_the_planned_cosine(small_data, tmp_path, monkeypatch):
+    config = TrainingConfig(epochs=6, batch_size=16, learning_rate=1e-3, eval_every=2, patience=10,
+                            lr_schedule="cosine", max_minutes=60, fit_epochs_to_budget=True)  # fmt: skip
+    sasrec = SASRecConfig(max_len=20, hidden_size=16)
+    monkeypatch.setattr(training_module, "planned_epochs", lambda config, epochs_done, seconds: 4)
+    _crash_in_the_third_epoch(small_data, sasrec, config, tmp_path)  # after the plan and epoch 2's checkpoint
     resumed = SASRec(small_data.n_items, sasrec)
     history = train(resumed, small_data, config, tmp_path, progress=False)
     # along the 6-epoch cosine epoch 4 would end at a quarter of the rate; the planned one ends at zero
@@ -390,20 +396,7 @@ def test_a_run_interrupted_after_planning_resumes_along_the_planned_cosine(small
 def test_cosine_schedule_steps_every_batch_and_resumes_where_it_stopped(small_data, tmp_path):
     config = TrainingConfig(epochs=4, batch_size=16, learning_rate=1e-3, eval_every=2, lr_schedule="cosine")
     sasrec = SASRecConfig(max_len=20, hidden_size=16)
-    steps_per_epoch = len(SASRec(small_data.n_items, sasrec).batches(small_data, np.random.default_rng(0), 16))
-
-    interrupted = SASRec(small_data.n_items, sasrec)
-    real_loss, calls = interrupted.loss, []
-
-    def loss_then_crash(batch):  # dies in the third epoch, after the checkpoint of epoch 2
-        calls.append(1)
-        if len(calls) > 2 * steps_per_epoch + 1:
-            raise KeyboardInterrupt
-        return real_loss(batch)
-
-    interrupted.loss = loss_then_crash
-    with pytest.raises(KeyboardInterrupt):
-        train(interrupted, small_data, config, tmp_path, progress=False)
+    _crash_in_the_third_epoch(small_data, sasrec, config, tmp_path)
     history = train(SASRec(small_data.n_items, sasrec), small_data, config, tmp_path, progress=False)
     # epoch 2 ends halfway down the cosine; had the schedule restarted, epoch 4 would end there too
     assert history["epoch"].tolist() == [2, 4]
