@@ -24,6 +24,7 @@ from palr_utils.finetune.instructions import InstructionConfig
 from palr_utils.finetune.sft import FinetuneConfig
 from palr_utils.llm.loading import PAPER_MODEL, LLMConfig
 from palr_utils.retrieval import BASELINE_NAMES, baseline_config
+from palr_utils.retrieval.candidates import RANK_PREFIXES_EXPORTED
 from palr_utils.retrieval.sasrec import SASRecConfig
 from palr_utils.retrieval.training import TrainingConfig
 from palr_utils.rules import SettingsChoice, SettingsRule, describe_choice, first_rule, fit_window, scale_budget
@@ -102,6 +103,9 @@ class RunPreset:
     # (palr_utils.palr_rank.item_tokens)
     rank_item_tokens: bool = False
     rank_item_tokens_lr: float = 1e-3
+    # several prefixes per user (our extension): besides the last training item, the items before it answer
+    # earlier prefixes of the same history, each among the twin's candidates after that prefix (1 = the last only)
+    rank_prefixes: int = 1
     # fusion with the retriever: its log-softmax + w x PALR-rank's log-probabilities, w chosen on validation
     fusion_weights: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
     # Settings that differ by data set, chosen on that data set's validation users: {paper data set: {field:
@@ -248,6 +252,9 @@ class RunPreset:
         if not 0 <= self.rank_random_negatives < self.rerank_candidates:
             raise ValueError(f"rank_random_negatives ({self.rank_random_negatives}) must lie between 0 and "
                              f"{self.rerank_candidates - 1} (instructions.n_candidates - 1: the answer keeps a place)")
+        if not 1 <= self.rank_prefixes <= RANK_PREFIXES_EXPORTED:
+            raise ValueError(f"rank_prefixes ({self.rank_prefixes}) must lie between 1 and {RANK_PREFIXES_EXPORTED}, "
+                             "the training prefixes per user notebook 03 exports")  # fmt: skip
         if not 10 <= self.rerank_candidates <= self.n_exported_candidates:
             raise ValueError(
                 f"instructions.n_candidates ({self.rerank_candidates}), also the candidates re-ranked, must lie "

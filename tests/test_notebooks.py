@@ -190,7 +190,7 @@ def test_every_file_a_run_writes_belongs_to_a_notebook(tiny_run):
 
 def test_a_benchmark_variant_starts_from_the_earlier_notebooks_of_a_run_and_records_its_overrides(tiny_run, tmp_path):
     variant, out = tmp_path / "variant", tmp_path / "variant.json"
-    overrides = "finetune.max_steps=2 rank_finetune.max_steps=2 rank_residual=true"
+    overrides = "finetune.max_steps=2 rank_finetune.max_steps=2 rank_residual=true rank_prefixes=2"
     command = [sys.executable, "benchmarks/pipeline_ml1m.py", "--profile", "tiny", "--dataset", "synthetic",
                "--data-dir", str(tiny_run.parent / "data"), "--artifact-dir", str(variant), "--out", str(out),
                "--reuse-from", str(tiny_run), "--only", "04_finetune_palr",
@@ -205,7 +205,9 @@ def test_a_benchmark_variant_starts_from_the_earlier_notebooks_of_a_run_and_reco
     assert metrics["rank_residual"] is True and original["rank_residual"] is False  # the lever, in the record
     executed = (variant / "executed" / f"{NOTEBOOKS[3]}.ipynb").read_text()
     assert "the retriever's own" in executed  # the residual loss is read against the retriever's, not ln K
-    assert metrics["rank_epochs_done"] == pytest.approx(original["rank_epochs_done"] / 4)  # 2 steps, not 8
+    # two prefixes per user: more examples from notebook 03's export, without notebook 03 running again
+    assert metrics["rank_prefixes"] == 2 and metrics["n_rank_examples"] > original["n_rank_examples"]
+    assert metrics["rank_epochs_done"] < original["rank_epochs_done"] / 4  # 2 steps, not 8, over more examples
     # notebook 03's outputs are the run's own files (hard links), and the run's adapters are untouched
     assert (variant / "candidates.parquet").stat().st_ino == (tiny_run / "candidates.parquet").stat().st_ino
     assert (tiny_run / "finetune" / "palr_rank" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == before

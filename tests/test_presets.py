@@ -47,7 +47,7 @@ def test_the_reranked_list_is_as_long_as_the_training_lists_and_fits_the_export(
         dataclasses.replace(PRESETS["tiny"], instructions=InstructionConfig(n_candidates=60))
 
 
-def test_random_negatives_are_refused_with_residual_training_and_beyond_the_list():
+def test_random_negatives_and_prefixes_are_refused_beyond_what_the_lists_hold():
     import dataclasses
 
     cpu = PRESETS["cpu"]
@@ -56,6 +56,9 @@ def test_random_negatives_are_refused_with_residual_training_and_beyond_the_list
         dataclasses.replace(cpu, rank_random_negatives=5, rank_residual=True)
     with pytest.raises(ValueError, match="the answer keeps a place"):
         dataclasses.replace(cpu, rank_random_negatives=cpu.rerank_candidates)
+    assert dataclasses.replace(cpu, rank_prefixes=3).rank_prefixes == 3
+    with pytest.raises(ValueError, match="training prefixes per user notebook 03 exports"):
+        dataclasses.replace(cpu, rank_prefixes=4)
 
 
 def test_sasrec_continues_from_its_twin_on_movielens_only_and_an_override_turns_it_off():

@@ -403,3 +403,29 @@ def test_an_item_token_changes_its_own_candidates_score_only_and_learns(tiny_llm
     scores = candidate_scores(model, collate_candidates([feature], 0), verdict_token_ids(tokenizer, prompt), tokens)
     scores.sum().backward()
     assert tokens.projector[1].weight.grad is not None and tokens.projector[1].weight.grad.abs().sum() > 0
+
+
+def test_earlier_prefixes_answer_with_earlier_training_items_and_the_first_is_the_one_prefix_example(synthetic):
+    from palr_utils.palr_rank.examples import build_prefix_rank_examples
+    from palr_utils.retrieval.candidates import STEPS_BACK
+
+    processed, data = synthetic
+    users = list(range(data.n_users))
+    candidates = pd.concat([_back_candidates(data.steps_back(s), users, k=8).assign(**{STEPS_BACK: s})
+                            for s in (1, 2, 3)])  # fmt: skip
+    only_last = build_rank_examples(data.one_step_back(), processed.items, users,
+                                    candidates[candidates[STEPS_BACK] == 1], **SIZES)  # fmt: skip
+    examples = build_prefix_rank_examples(data, processed.items, users, candidates, prefixes=3, **SIZES)
+    first = examples[examples[STEPS_BACK] == 1].drop(columns=STEPS_BACK).reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, only_last)
+    assert set(examples[STEPS_BACK]) == {1, 2, 3}
+    for _, example in examples.iterrows():
+        user, steps, (answer,) = example[USER], example[STEPS_BACK], example["label"]
+        assert answer == int(data.train[user][-steps])  # a training item, never a held-out one
+        assert example["history"] == data.train[user][:-steps][-5:].tolist()
+        assert not {data.valid[user], data.test[user]} & ({answer} | set(example["history"]))
+    with pytest.raises(ValueError, match="run notebook 03 again"):
+        build_prefix_rank_examples(data, processed.items, users, candidates[candidates[STEPS_BACK] < 3], prefixes=3,
+                                   **SIZES)  # fmt: skip
+    with pytest.raises(ValueError, match="between 1 and 3"):
+        build_prefix_rank_examples(data, processed.items, users, candidates, prefixes=4, **SIZES)

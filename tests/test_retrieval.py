@@ -455,3 +455,34 @@ def test_answer_rate_counts_answers_in_the_top_k_after_each_history_in_batches()
 
     histories = [np.array([3]), np.array([2]), np.array([0])]  # the second user has seen item 2: masked
     assert answer_rate(Fixed(), histories, np.array([2, 2, 1]), k=2, batch_size=2) == pytest.approx(2 / 3)
+
+
+def test_steps_back_cuts_each_history_and_leaves_users_without_such_a_prefix_empty():
+    data = SequenceData(3, 9, [np.array([1, 2, 3, 4]), np.array([5, 6]), np.array([7])], np.array([8, 0, 1]),
+                        np.array([2, 3, 4]))  # fmt: skip
+    one, two = data.steps_back(1), data.steps_back(2)
+    assert [t.tolist() for t in one.train] == [[1, 2, 3], [5], []] and one.valid.tolist() == [4, 6, -1]
+    assert one.test.tolist() == [8, 0, -1]  # one step back: the validation item becomes the test target
+    assert [t.tolist() for t in two.train] == [[1, 2], [], []] and two.valid.tolist() == [3, -1, -1]
+    assert two.test.tolist() == [4, -1, -1] and two.with_prefix().tolist() == [0]
+    assert data.with_prefix().tolist() == [0, 1, 2] and one.with_prefix().tolist() == [0, 1]
+    with pytest.raises(ValueError, match="at least 1"):
+        data.steps_back(0)
+
+
+def test_rank_candidates_follow_each_cut_history_and_the_first_cut_is_the_twins_validation_export(small_data):
+    from palr_utils.retrieval.candidates import STEPS_BACK, export_rank_candidates, top_k_after_histories
+
+    back = small_data.one_step_back()
+    twin = SASRec(small_data.n_items, SASRecConfig(max_len=20, hidden_size=16))
+    train(twin, back, FAST, progress=False)
+    rows = export_rank_candidates(twin, small_data, k=6, prefixes=3)
+    assert sorted(rows[STEPS_BACK].unique()) == [1, 2, 3] and set(rows[SPLIT]) == {"valid"}
+    first = rows[rows[STEPS_BACK] == 1].drop(columns=STEPS_BACK).reset_index(drop=True)
+    alone = export_candidates(twin, back, k=6, splits=("valid",)).reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, alone)  # prefixes=1 exports what notebook 03 always exported
+    third = small_data.steps_back(3)
+    for user in third.with_prefix()[:5]:
+        listed = rows[(rows[STEPS_BACK] == 3) & (rows[USER] == user)].sort_values("rank")[ITEM].tolist()
+        expected, _ = top_k_after_histories(twin, [third.train[user]], 6)
+        assert listed == expected[0].tolist() and not set(listed) & set(third.train[user].tolist())

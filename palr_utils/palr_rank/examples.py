@@ -15,7 +15,7 @@ from palr_utils.core.titles import prompt_titles
 from palr_utils.finetune.instructions import keywords_without_answers
 from palr_utils.llm.prompts import fit_history, rank_candidate, rank_prompt
 from palr_utils.palr_rank.item_tokens import ITEM_SLOT
-from palr_utils.retrieval.candidates import RANK, SCORE
+from palr_utils.retrieval.candidates import RANK, RANK_PREFIXES_EXPORTED, SCORE, STEPS_BACK
 from palr_utils.retrieval.sequences import SequenceData
 
 RANK_TASK = "rank"
@@ -102,6 +102,35 @@ def build_rank_examples(
         })  # fmt: skip
     columns = [USER, "task", "prompt", "candidates", "candidate_titles", "answer", "history", "label", "prior"]
     return pd.DataFrame(examples, columns=columns)
+
+
+def build_prefix_rank_examples(
+    data: SequenceData, items: pd.DataFrame, users: Sequence[int], candidates: pd.DataFrame, *, prefixes: int,
+    **kwargs,
+) -> pd.DataFrame:
+    """:func:`build_rank_examples` for each user's last ``prefixes`` training prefixes (issue 27's fourth lever:
+    more examples from the same users), concatenated, with a ``steps_back`` column: 1 for the last training item
+    as the answer (the examples of ``prefixes=1``), 2 for the item before it, and so on.
+
+    ``data`` is the full data and ``candidates`` notebook 03's :func:`~palr_utils.retrieval.candidates.
+    export_rank_candidates`; every answer is a training item, every history what came before it. ``full_data``
+    (for random negatives) is ``data`` itself.
+    """
+    if not 1 <= prefixes <= RANK_PREFIXES_EXPORTED:
+        raise ValueError(f"rank_prefixes ({prefixes}) must lie between 1 and {RANK_PREFIXES_EXPORTED}, the prefixes "
+                         "notebook 03 exports")  # fmt: skip
+    if STEPS_BACK not in candidates or int(candidates[STEPS_BACK].max()) < prefixes:
+        raise ValueError(f"the candidates hold fewer than {prefixes} prefixes per user (no {STEPS_BACK!r} column, or "
+                         "too few): they were exported by an older notebook 03; run notebook 03 again")  # fmt: skip
+    frames = []
+    for steps in range(1, prefixes + 1):
+        earlier = data.one_step_back() if steps == 1 else data.steps_back(steps)
+        at_prefix = set(earlier.with_prefix().tolist())
+        frames.append(build_rank_examples(
+            earlier, items, [u for u in users if int(u) in at_prefix], candidates[candidates[STEPS_BACK] == steps],
+            full_data=data, **kwargs,
+        ).assign(**{STEPS_BACK: steps}))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
 
 
 def _with_random_negatives(

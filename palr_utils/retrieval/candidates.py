@@ -7,6 +7,9 @@ Three kinds of rows, told apart by the ``split`` column:
 * ``train`` - candidates after a *training prefix*: the training history without its
   last ``n_targets`` items, which become the labels of notebook 04's instruction data.
   Only training interactions are involved, so nothing leaks from validation or test.
+
+PALR-rank's candidates (:func:`export_rank_candidates`) are ``valid`` rows of the twin trained one step back,
+after each training history cut by one, two, ... items (column ``steps_back``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from palr_utils.retrieval.base import Retriever
 from palr_utils.retrieval.sequences import SequenceData
 
 RANK, SCORE = "rank", "score"
+STEPS_BACK = "steps_back"  # of PALR-rank's candidates: how many items the training history was cut by
+# PALR-rank's earlier prefixes that notebook 03 exports (the preset's rank_prefixes picks among them): a few
+# seconds of the twin's inference each, and notebook 04 can try 1 to 3 without notebook 03 running again
+RANK_PREFIXES_EXPORTED = 3
 
 
 def training_prefix(train_items: np.ndarray, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +85,28 @@ def export_candidates(
             prefixes = [training_prefix(data.train[u], n_targets)[0] for u in batch]
             frames.append(candidate_rows(batch, TRAIN, *top_k_after_histories(model, prefixes, k)))
     return pd.concat(frames, ignore_index=True).sort_values([SPLIT, USER, RANK], kind="mergesort")
+
+
+def export_rank_candidates(
+    twin, data: SequenceData, k: int, prefixes: int = RANK_PREFIXES_EXPORTED, batch_size: int = 256
+) -> pd.DataFrame:
+    """PALR-rank's training candidates: the top ``k`` of ``twin`` (trained on ``data.one_step_back()``) after every
+    user's training history cut by 1 to ``prefixes`` items (the ``steps_back`` column), as ``valid`` rows.
+
+    The first cut is the twin's own validation position (:func:`export_candidates`). The later ones read prefixes
+    whose next item the twin trained on, so their lists are a little easier than test lists (notebook 03 measures
+    how much easier for its own training answers); users whose history is too short for a cut have no rows for it.
+    """
+    frames = [export_candidates(twin, data.one_step_back(), k=k, batch_size=batch_size, splits=(VALID,))
+              .assign(**{STEPS_BACK: 1})]  # fmt: skip
+    for steps in range(2, prefixes + 1):
+        earlier = data.steps_back(steps)
+        users = earlier.with_prefix()
+        for start in range(0, len(users), batch_size):
+            batch = users[start : start + batch_size]
+            top = top_k_after_histories(twin, [earlier.train[u] for u in batch], k)
+            frames.append(candidate_rows(batch, VALID, *top).assign(**{STEPS_BACK: steps}))
+    return pd.concat(frames, ignore_index=True).sort_values([STEPS_BACK, USER, RANK], kind="mergesort")
 
 
 def recall_at_k(candidates: pd.DataFrame, data: SequenceData, split: str = TEST, k: int | None = None) -> float:

@@ -53,6 +53,32 @@ class SequenceData:
             np.array([items[-1] for items in self.train], dtype=np.int64), self.valid.copy(),
         )  # fmt: skip
 
+    def steps_back(self, steps: int) -> SequenceData:
+        """:meth:`one_step_back` ``steps`` times over: each training history loses its last ``steps`` items, and the
+        first of them becomes the validation target (PALR-rank's earlier training prefixes, issue 27's fourth lever).
+
+        A user whose training history is not longer than ``steps`` has no such prefix: an empty history and the
+        targets -1 (:meth:`with_prefix` lists the others). ``steps_back(1)`` holds the same prefixes as
+        :meth:`one_step_back`.
+        """
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, not {steps}")
+        train, valid, test = [], [], []
+        for items, held_out in zip(self.train, self.valid, strict=True):
+            if len(items) > steps:
+                train.append(items[:-steps].copy())
+                valid.append(items[-steps])
+                test.append(items[-steps + 1] if steps > 1 else held_out)
+            else:
+                train.append(items[:0].copy())
+                valid.append(-1)
+                test.append(-1)
+        return SequenceData(self.n_users, self.n_items, train, np.array(valid, np.int64), np.array(test, np.int64))
+
+    def with_prefix(self) -> np.ndarray:
+        """The users with a training history and a validation target (all of them, but after :meth:`steps_back`)."""
+        return np.array([u for u in range(self.n_users) if len(self.train[u]) and self.valid[u] >= 0], np.int64)
+
     def check_users(self, users: np.ndarray) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
         unknown = users[(users < 0) | (users >= self.n_users)]
