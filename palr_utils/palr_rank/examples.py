@@ -124,7 +124,7 @@ def build_prefix_rank_examples(
                          "too few): they were exported by an older notebook 03; run notebook 03 again")  # fmt: skip
     frames = []
     for steps in range(1, prefixes + 1):
-        earlier = data.one_step_back() if steps == 1 else data.steps_back(steps)
+        earlier = data.steps_back(steps)  # steps=1: the one-step-back data of build_rank_examples' callers
         at_prefix = set(earlier.with_prefix().tolist())
         frames.append(build_rank_examples(
             earlier, items, [u for u in users if int(u) in at_prefix], candidates[candidates[STEPS_BACK] == steps],
