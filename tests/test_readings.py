@@ -193,3 +193,21 @@ def test_loss_ends_average_the_first_and_last_tenth_of_the_steps():
     history = pd.DataFrame({"loss": [4.0] * 10 + [3.0] * 80 + [2.0] * 10})
     assert readings.loss_ends(history) == (4.0, 2.0)
     assert readings.loss_ends(pd.DataFrame({"loss": [3.0, 1.0]})) == (3.0, 1.0)  # fewer than ten: one step each
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [
+        ({"sasrec": 0.18, "caser": 0.12, "popularity": 0.05, "bpr_mf": 0.03}, "(sasrec, test NDCG@10 0.1800) is above"),
+        ({"gru4rec": 0.01, "ncf": 0.02}, "is below the best order-blind one (ncf, 0.0200)"),
+        ({"sasrec": 0.02, "popularity": 0.02}, "level with"),
+        ({"sasrec": 0.18}, "cannot be compared"),
+    ],
+)
+def test_order_sentence_compares_the_best_of_each_kind(scores, expected):
+    assert expected in readings.order_sentence(scores)
+
+
+def test_popularity_share_against_an_even_spread():
+    text = readings.popularity_share(pd.Series([90, 5, 3, 1, 1, 0, 0, 0, 0, 0]))
+    assert "1 of 10" in text and "receive 90%" in text and "would give them 10%" in text

@@ -260,3 +260,28 @@ def table1_sentence(counts: tuple[int, int, int], paper_counts: tuple[int, int, 
         return f"{mine}: exactly PALR's Table 1 for {name}"
     theirs = f"{paper_counts[0]:,} / {paper_counts[1]:,} / {paper_counts[2]:,}"
     return f"{mine}: PALR's Table 1 has {theirs} for {name}"
+
+
+ORDER_AWARE = ("sasrec", "gru4rec", "caser")  # read a history in order
+ORDER_BLIND = ("popularity", "bpr_mf", "ncf")  # read it as a set, or not at all
+
+
+def order_sentence(test_ndcg: Mapping[str, float]) -> str:
+    """Whether the best order-aware model beat the best order-blind one (notebook 03's table, by test NDCG@10)."""
+    aware = {name: test_ndcg[name] for name in ORDER_AWARE if name in test_ndcg}
+    blind = {name: test_ndcg[name] for name in ORDER_BLIND if name in test_ndcg}
+    if not aware or not blind:
+        return "only one kind of model was trained in this run, so the two kinds cannot be compared here"
+    best_aware, best_blind = max(aware, key=aware.get), max(blind, key=blind.get)
+    a, b = aware[best_aware], blind[best_blind]
+    word = "above" if a > b else "below" if a < b else "level with"
+    return (f"the best order-aware model ({best_aware}, test NDCG@10 {a:.4f}) is {word} the best order-blind one "
+            f"({best_blind}, {b:.4f})")
+
+
+def popularity_share(counts: pd.Series, top: float = 0.1) -> str:
+    """How much of all interactions the most popular ``top`` share of items receives."""
+    n = max(1, round(len(counts) * top))
+    share = counts.nlargest(n).sum() / counts.sum()
+    return (f"the most popular {top:.0%} of items ({n:,} of {len(counts):,}) receive {share:.0%} of all "
+            f"interactions (an even spread would give them {n / len(counts):.0%})")
