@@ -112,3 +112,18 @@ def test_the_baselines_notebook_03_trains_can_be_fewer():
     preset = resolve_config("tiny", overrides="baselines=[]").preset
     assert build_baselines(10, 20, names=preset.baselines) == {}
     assert list(build_baselines(10, 20, names=("caser", "ncf"))) == ["ncf", "caser"]  # Table 2's order
+
+
+def test_a_second_training_seed_is_its_own_run_and_seed_offset_0_is_the_old_identity():
+    from datasets import Dataset
+
+    from palr_utils.finetune.sft import run_identity, training_seed
+
+    rows = Dataset.from_dict({"prompt": ["p"], "completion": ["c"]})
+    plain, second = (resolve_config("cpu", overrides=o).preset for o in ("", "rank_finetune.seed_offset=1"))
+    assert "seed_offset" not in run_identity(plain.llm, plain.rank_finetune, rows, 42)["finetune"]
+    assert run_identity(second.llm, second.rank_finetune, rows, 42)["finetune"]["seed_offset"] == 1
+    assert training_seed(plain.rank_finetune, 42) == 42 and training_seed(second.rank_finetune, 42) == 43
+    assert second.finetune == plain.finetune  # PALR_v1/v2 keep their seed
+    with pytest.raises(ValueError, match="seed_offset must be 0 or more"):
+        resolve_config("cpu", overrides="rank_finetune.seed_offset=-1")

@@ -54,6 +54,14 @@ class FinetuneConfig:
     gradient_checkpointing: bool = False  # saves memory on a GPU; costs about 30% time on a CPU
     group_by_length: bool = True  # batches of similar lengths: less padding (prompts run from 150 to 750 tokens)
     max_minutes: float | None = None  # a training-time budget, counted across resumes: stops (and saves) when spent
+    # Added to the run's SEED for the training's own randomness only (adapter initialisation, batch order,
+    # dropout); the examples stay the run's. A second seed of the same fine-tuning is a benchmark's way to ask
+    # whether a result outlives the luck of one training (issue 27, goal 4).
+    seed_offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seed_offset < 0:
+            raise ValueError(f"seed_offset must be 0 or more, not {self.seed_offset}")
 
 
 def to_sft_dataset(examples: pd.DataFrame, tokenizer, system: str | None = None):
@@ -280,6 +288,11 @@ def adapter_parameter_count(adapter_dir: str | Path) -> int:
         return sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
 
 
+def training_seed(spec: FinetuneConfig, seed: int) -> int:
+    """The seed of the training's own randomness: the run's seed plus ``spec.seed_offset``."""
+    return seed + spec.seed_offset
+
+
 def run_identity(llm: LLMConfig, spec: FinetuneConfig, dataset, seed: int, objective: dict | None = None) -> dict:
     """What a checkpoint must share with the run that resumes it.
 
@@ -288,6 +301,8 @@ def run_identity(llm: LLMConfig, spec: FinetuneConfig, dataset, seed: int, objec
     """
     resumable = {"epochs", "max_steps", "max_minutes", "save_steps"}
     settings = {k: v for k, v in dataclasses.asdict(spec).items() if k not in resumable}
+    if not settings["seed_offset"]:  # absent when unused: adapters trained before it existed keep their identity
+        del settings["seed_offset"]
     identity = {"model": llm.name, "load_in_4bit": llm.load_in_4bit, "finetune": settings, "seed": seed,
                 "n_examples": len(dataset), "examples_sha256": dataset_fingerprint(dataset)}  # fmt: skip
     if objective:  # absent for the usual loss: the identities of language-modelling runs do not name one
@@ -412,7 +427,7 @@ def finetune(
     trainer = (trainer_class or SFTTrainer)(
         **trainer_kwargs,
         model=model_path,
-        args=_sft_config(llm, spec, output_dir, seed),
+        args=_sft_config(llm, spec, output_dir, training_seed(spec, seed)),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(spec, n_layers),
