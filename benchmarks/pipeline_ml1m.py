@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import time
 from pathlib import Path
 
-import torch
+from common import machine  # benchmarks/common.py (scripts run from this folder)
 
 from palr_utils.core.constants import NOTEBOOKS
 from palr_utils.core.io import read_metrics, write_json
@@ -82,9 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     only = [stem for stem in NOTEBOOKS if stem in args.only]
     out = Path(args.out or Path(__file__).parent / "results" / f"{name}.json")
     result = json.loads(out.read_text()) if out.exists() else {"notebooks": {}}
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     result.update(profile=args.profile, data=f"{args.dataset}:{args.data_dir}", overrides=args.overrides,
-                  artifact_dir=str(artifact_dir), machine=machine)  # fmt: skip
+                  artifact_dir=str(artifact_dir), machine=machine())  # fmt: skip
     if args.reuse_from:
         reused = reuse_outputs(args.reuse_from, artifact_dir, only[0])
         result["reused"] = {"from": args.reuse_from, "notebooks": reused}
@@ -99,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             "resumed": resumed,
             "metrics": read_metrics(artifact_dir, stem),
             "commit": version,
+            "machine": machine(),  # a run made in sittings may meet more than one machine
         }
         write_json(result, out)  # after every notebook, so a long run records what it has done
         print(stem, result["notebooks"][stem], flush=True)
