@@ -34,7 +34,8 @@ _ANY_LEAD_IN = re.compile(r"^\s*[^\W\d_][^\W\d_'-]*(?:\s+[^\W\d_][^\W\d_'-]*){0,
 _SEPARATORS = re.compile(r"[,;\n、，；。・]|\band\b")
 _STRIPPED = "\"'`*.!?()[]“”‘’「」『』（）【】"
 _BULLET = re.compile(r"^\s*(?:[-*•]+|\d+[.)])\s*")
-_ECHO = re.compile(r"\(\d{2,4}|\[|\]|:$|\boldest first\b")
+# a title's year, whole or cut off by the token limit ("the (1"), a bracket, a prompt line repeated back
+_ECHO = re.compile(r"\(\s*\d|\[|\]|:$|\boldest first\b")
 
 
 def parse_keywords(text: str) -> list[str]:
@@ -53,7 +54,8 @@ def parse_keywords(text: str) -> list[str]:
         # any script's letters count: a keyword in Cyrillic or CJK is a keyword, a bare number or symbol is not
         if not piece or len(piece.split()) > MAX_KEYWORD_WORDS or not any(ch.isalpha() for ch in piece):
             continue
-        if _ECHO.search(piece):  # a title or a prompt line repeated back, not a preference
+        # a title or a prompt line repeated back, or a phrase cut inside its parentheses: not a preference
+        if _ECHO.search(piece) or piece.count("(") != piece.count(")"):
             continue
         if piece not in keywords:
             keywords.append(piece)

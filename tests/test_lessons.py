@@ -138,3 +138,17 @@ def test_every_exercise_is_graded_hinted_and_solved(stem):
     for (number, marks), block in zip(headings, own, strict=True):
         code = [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
         assert marks != "★" or len(code) <= 10, f"★ solution {number} has {len(code)} lines of code, more than 10"
+
+
+def _prose_words(markdown: str) -> int:
+    """Words a reader reads: a link's target and a code span count as nothing and one word."""
+    import re
+
+    return len(re.sub(r"`[^`]*`", "code", re.sub(r"\]\([^)]*\)", "]", markdown)).split())
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_every_markdown_cell_holds_one_idea_in_about_120_words(stem):
+    cells = enumerate(_cells(stem))
+    long = [(i, n) for i, (kind, text) in cells if kind == "markdown" and (n := _prose_words(text)) > 130]
+    assert not long, f"markdown cells (index, words) longer than about 120 words: {long}"

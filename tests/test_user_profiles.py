@@ -21,6 +21,7 @@ from palr_utils.profiles import build_profile_prompts, generate_profiles, parse_
         ("...", []),
         ("A user watched these movies, oldest first:\n- Heat (1995) [Action]\n- Casino (19", []),
         (" action, horror, sci-fi, horror, thriller, Toy Story (1995)", ["action", "horror", "sci-fi", "thriller"]),
+        ("drama, the (1, comedy (romantic", ["drama"]),  # fragments cut by the token limit
     ],
 )
 def test_keywords_are_parsed_from_messy_outputs(raw, expected):

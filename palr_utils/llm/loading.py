@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import io
@@ -28,6 +29,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -75,12 +77,16 @@ def smollm2_gguf_path() -> Path:
 
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     """Unpack a GGUF checkpoint into a Hugging Face folder (config, safetensors, tokenizer), atomically."""
+    from tqdm.std import tqdm as text_bar
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
     # transformers' own bars (de-quantizing, writing shards) would stay in an executed lesson frozen at "0%":
-    # they go to a buffer; the conversion runs once and the log says so
-    with contextlib.redirect_stderr(io.StringIO()):
+    # text bars go to a buffer; the de-quantizing bar, inside a kernel a widget that no stream redirect catches,
+    # is switched off. The conversion runs once and the log says so.
+    quiet_bar = functools.partial(text_bar, disable=True)
+    with contextlib.redirect_stderr(io.StringIO()), mock.patch.object(gguf_utils, "tqdm", quiet_bar):
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(
             gguf_path.parent,
