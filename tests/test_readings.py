@@ -118,7 +118,7 @@ def test_the_verdict_sentence_when_a_weight_was_chosen_but_no_test_list_changed(
 
 def test_the_verdict_sentence_when_the_interval_crosses_zero():
     table = readings.verdict_table(_metrics(-0.002, 0.004, 0.25, fused=0.0582), METHODS)
-    assert readings.verdict_sentence(table).startswith("Not shown:")
+    assert readings.verdict_sentence(table).startswith("Unclear:")
 
 
 def test_the_verdict_sentence_when_the_closest_is_below_but_another_is_unclear():
@@ -141,9 +141,11 @@ def test_fusion_sentence():
 def test_where_it_helps():
     groups = pd.DataFrame({"sasrec": [0.05, 0.06, 0.07], "fused": [0.055, 0.062, 0.0764]},
                           index=["short", "medium", "long"])  # fmt: skip
-    assert "largest difference for long (+0.0064), smallest for medium (+0.0020)" in readings.where_it_helps(
+    assert "best for long (a gain of +0.0064), worst for medium (a gain of +0.0020)" in readings.where_it_helps(
         groups, "fused"
     )
+    losses = groups.assign(fused=[0.04, 0.06, 0.0764])
+    assert "worst for short (a loss of -0.0100)" in readings.where_it_helps(losses, "fused")
     assert "equals sasrec in every group" in readings.where_it_helps(groups.assign(fused=groups["sasrec"]), "fused")
 
 
@@ -186,7 +188,15 @@ def test_finetune_plan_counts_the_steps_an_epoch_takes_or_the_steps_asked():
     small = readings.finetune_plan("PALR_v2", 300, 1.0, -1, 8, 44)
     assert "300 examples, 1 epoch in batches of 8: 38 optimiser steps (at most 44 minutes)" in small
     fixed = readings.finetune_plan("x", 90, 1, 5, 4, None)
-    assert "5 steps in batches of 4: 5 optimiser steps (no time limit)" in fixed
+    assert "90 examples, a limit of 5 optimiser steps in batches of 4 (about 0.22 epochs; no time limit)" in fixed
+
+
+def test_loss_trend_says_which_steps_it_averaged():
+    assert "(the first and the last logged step) fell from 3.000 to 1.000" in readings.loss_trend(
+        pd.DataFrame({"loss": [3.0, 2.0, 1.0]})
+    )
+    long = readings.loss_trend(pd.DataFrame({"loss": [4.0] * 10 + [3.0] * 80 + [2.0] * 10}), "PALR_v2's loss")
+    assert long.startswith("PALR_v2's loss (mean of the first and the last 10 of 100 logged steps) fell from 4.000")
 
 
 def test_loss_ends_average_the_first_and_last_tenth_of_the_steps():
@@ -198,14 +208,20 @@ def test_loss_ends_average_the_first_and_last_tenth_of_the_steps():
 @pytest.mark.parametrize(
     ("scores", "expected"),
     [
-        ({"sasrec": 0.18, "caser": 0.12, "popularity": 0.05, "bpr_mf": 0.03}, "(sasrec, test NDCG@10 0.1800) is above"),
-        ({"gru4rec": 0.01, "ncf": 0.02}, "is below the best order-blind one (ncf, 0.0200)"),
+        ({"sasrec": 0.18, "caser": 0.12, "popularity": 0.05, "bpr_mf": 0.03}, "sasrec (test NDCG@10 0.1800) is above"),
+        ({"gru4rec": 0.01, "ncf": 0.02}, "is below the order-blind ncf (0.0200)"),
         ({"sasrec": 0.02, "popularity": 0.02}, "level with"),
         ({"sasrec": 0.18}, "cannot be compared"),
     ],
 )
 def test_order_sentence_compares_the_best_of_each_kind(scores, expected):
     assert expected in readings.order_sentence(scores)
+
+
+def test_order_sentence_chooses_the_best_of_each_kind_on_validation():
+    test = {"sasrec": 0.50, "ncf": 0.063, "bpr_mf": 0.059}
+    sentence = readings.order_sentence(test, {"sasrec": 0.46, "ncf": 0.092, "bpr_mf": 0.099})
+    assert "the order-blind bpr_mf (0.0590) (each the best of its kind on validation)" in sentence
 
 
 def test_popularity_share_against_an_even_spread():

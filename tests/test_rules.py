@@ -119,3 +119,4 @@ def test_generating_methods_are_compared_with_sasrec_on_their_own_users():
 
     assert same_users_baseline("palr_v2") == same_users_baseline("palr_v1") == SASREC_ON_GENERATION_USERS
     assert same_users_baseline("palr_fused") == "sasrec" and set(METHOD_NAMES) >= {"palr_v1", "palr_fused"}
+    assert same_users_baseline(SASREC_ON_GENERATION_USERS) == SASREC_ON_GENERATION_USERS  # its own row: 0

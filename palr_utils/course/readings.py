@@ -99,13 +99,25 @@ def loss_ends(history: pd.DataFrame) -> tuple[float, float]:
     return float(history["loss"].head(tenth).mean()), float(history["loss"].tail(tenth).mean())
 
 
+def loss_trend(history: pd.DataFrame, what: str = "its loss") -> str:
+    """:func:`trend` of :func:`loss_ends`, saying which steps were averaged."""
+    tenth = max(1, len(history) // 10)
+    steps = ("the first and the last logged step" if tenth == 1
+             else f"mean of the first and the last {tenth} of {len(history):,} logged steps")  # fmt: skip
+    return trend(f"{what} ({steps})", *loss_ends(history))
+
+
 def finetune_plan(name: str, n_examples: int, epochs: float, max_steps: int, batch_size: int,
                   max_minutes: float | None) -> str:  # fmt: skip
     """What a fine-tuning run is asked to do, in optimiser steps: its length follows the number of examples
     (an epoch over a small data set is short), and the time budget only caps it on a slow machine."""
-    steps = max_steps if max_steps > 0 else math.ceil(n_examples * epochs / batch_size)
-    what = f"{max_steps} steps" if max_steps > 0 else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
     cap = f"at most {max_minutes:g} minutes" if max_minutes is not None else "no time limit"
+    if max_steps > 0:  # a step limit, whatever the examples: say how much of them it covers
+        share = max_steps * batch_size / n_examples if n_examples else math.nan
+        return (f"{name}: {n_examples:,} examples, a limit of {max_steps:,} optimiser steps in batches of "
+                f"{batch_size} (about {share:.2f} epochs; {cap})")
+    steps = math.ceil(n_examples * epochs / batch_size)
+    what = f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
     return f"{name}: {n_examples:,} examples, {what} in batches of {batch_size}: {steps:,} optimiser steps ({cap})"
 
 
@@ -182,7 +194,7 @@ def verdict_sentence(table: pd.DataFrame, retriever: str = "SASRec") -> str:
         return (f"No: the closest LLM-based ranking, {name}, ranks these test users exactly as {retriever} does: "
                 "the LLM's scores moved no held-out item.")  # fmt: skip
     if best["verdict"] == "unclear":
-        return (f"Not shown: the best LLM-based ranking, {name}, differs from {retriever} by "
+        return (f"Unclear: the best LLM-based ranking, {name}, differs from {retriever} by "
                 f"{signed(best['difference'])} NDCG@10, with an interval [{signed(best['ci_low'])}, "
                 f"{signed(best['ci_high'])}] that includes zero: these users cannot tell them apart.")  # fmt: skip
     if (table["verdict"] == "worse").all():
@@ -214,8 +226,12 @@ def where_it_helps(by_group: pd.DataFrame, method: str, baseline: str = "sasrec"
     if (gains.abs() < 1e-12).all():
         return f"{method} equals {baseline} in every group"
     most, least = gains.idxmax(), gains.idxmin()
-    return (f"{method} against {baseline}: largest difference for {most} ({signed(gains[most])}), smallest for "
-            f"{least} ({signed(gains[least])})")
+
+    def change(group) -> str:
+        word = "a gain" if gains[group] > 0 else "a loss" if gains[group] < 0 else "no change"
+        return f"{word} of {signed(gains[group])}" if gains[group] else word
+
+    return f"{method} against {baseline}: best for {most} ({change(most)}), worst for {least} ({change(least)})"
 
 
 def describe_lengths(lengths: pd.Series, n_history: int, window: int) -> str:
@@ -266,17 +282,23 @@ ORDER_AWARE = ("sasrec", "gru4rec", "caser")  # read a history in order
 ORDER_BLIND = ("popularity", "bpr_mf", "ncf")  # read it as a set, or not at all
 
 
-def order_sentence(test_ndcg: Mapping[str, float]) -> str:
-    """Whether the best order-aware model beat the best order-blind one (notebook 03's table, by test NDCG@10)."""
-    aware = {name: test_ndcg[name] for name in ORDER_AWARE if name in test_ndcg}
-    blind = {name: test_ndcg[name] for name in ORDER_BLIND if name in test_ndcg}
+def order_sentence(test_ndcg: Mapping[str, float], val_ndcg: Mapping[str, float] | None = None) -> str:
+    """Whether the best order-aware model beat the best order-blind one on test NDCG@10 (notebook 03's table).
+    "Best" of each kind is chosen on ``val_ndcg`` where given, as every choice here is: never on test."""
+    choose = val_ndcg or test_ndcg
+    aware = [name for name in ORDER_AWARE if name in test_ndcg and name in choose]
+    blind = [name for name in ORDER_BLIND if name in test_ndcg and name in choose]
     if not aware or not blind:
         return "only one kind of model was trained in this run, so the two kinds cannot be compared here"
-    best_aware, best_blind = max(aware, key=aware.get), max(blind, key=blind.get)
-    a, b = aware[best_aware], blind[best_blind]
+    def score(name: str) -> float:  # a model without a validation score is never the best of its kind
+        return choose[name] if choose[name] == choose[name] else -math.inf
+
+    best_aware, best_blind = max(aware, key=score), max(blind, key=score)
+    a, b = test_ndcg[best_aware], test_ndcg[best_blind]
     word = "above" if a > b else "below" if a < b else "level with"
-    return (f"the best order-aware model ({best_aware}, test NDCG@10 {a:.4f}) is {word} the best order-blind one "
-            f"({best_blind}, {b:.4f})")
+    chosen = " (each the best of its kind on validation)" if val_ndcg else ""
+    return (f"the order-aware {best_aware} (test NDCG@10 {a:.4f}) is {word} the order-blind {best_blind} "
+            f"({b:.4f}){chosen}")
 
 
 def popularity_share(counts: pd.Series, top: float = 0.1) -> str:

@@ -48,7 +48,9 @@ METHOD_NAMES = {
 
 def same_users_baseline(method: str) -> str:
     """The SASRec row that ranked the same users as ``method``."""
-    return SASREC_ON_GENERATION_USERS if method in GENERATING_METHODS else "sasrec"
+    if method in GENERATING_METHODS or method == SASREC_ON_GENERATION_USERS:  # the subset's own row: a 0
+        return SASREC_ON_GENERATION_USERS
+    return "sasrec"
 
 
 # How answers are decoded, part of every re-ranking cache's identity: records decoded otherwise are refused.

@@ -359,7 +359,9 @@ def train(
             state["planned_epochs"] = planned_epochs(config, epoch, time.perf_counter() - started)
             scheduler.lr_lambdas[0].plan(state["planned_epochs"])
         if progress:
-            print(f"{model.name} epoch {epoch}: loss {loss:.4f}, val NDCG@10 {state['history'][-1]['val_ndcg@10']:.4f}"
+            # named by its checkpoint folder, so that two trainings of one model (SASRec and its twin) read apart
+            label = folder.name if folder else model.name
+            print(f"{label} epoch {epoch}: loss {loss:.4f}, val NDCG@10 {state['history'][-1]['val_ndcg@10']:.4f}"
                   f"{' (best)' if is_best else ''}", flush=True)  # fmt: skip
         if folder:
             _save_state(model, optimizer, scheduler, folder, state, is_best)
