@@ -332,3 +332,42 @@ def test_a_finished_run_asked_again_with_only_another_budget_is_reused(tiny_llam
     first = finetune(llm, tokenizer, dataset, tmp_path, spec)
     again = finetune(llm, tokenizer, dataset, tmp_path, FinetuneConfig(**{**spec.__dict__, "max_minutes": 90.0}))
     pd.testing.assert_frame_equal(again.history, first.history)  # all its steps were done: nothing retrained
+
+
+def test_the_completion_loss_is_sfttrainers_with_the_vocabulary_projection_only_where_it_is_read(
+    tiny_llama, tokenizer, tmp_path
+):  # fmt: skip
+    from trl import SFTTrainer
+
+    from palr_utils.finetune.sft import _sft_config, completion_trainer_class, lora_config
+
+    # no LoRA dropout: its random masks would differ between the two passes
+    spec = FinetuneConfig(max_steps=1, batch_size=4, max_length=128, lora_dropout=0.0)
+    llm = LLMConfig(str(tiny_llama), dtype="float32")
+    rows = _rows(4)
+    rows["completion"] = [f"Movie {i + 1} (1991)\nMovie {i + 2} (1992)" for i in range(4)]  # answers of two lengths
+    rows.loc[0, "prompt"] += " A longer prompt pads the others."
+    dataset = to_sft_dataset(rows, tokenizer)
+
+    def trainer(trainer_class):
+        torch.manual_seed(0)  # the same adapter initialisation in both
+        return trainer_class(model=str(tiny_llama), args=_sft_config(llm, spec, tmp_path / trainer_class.__name__, 0),
+                             train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(spec))
+
+    ours, trl = trainer(completion_trainer_class()), trainer(SFTTrainer)
+    batch = next(iter(ours.get_train_dataloader()))
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    assert 0 < labelled < batch["labels"][:, 1:].numel()  # the prompts are not labelled
+    projected = []
+    head = ours.model.get_base_model().get_output_embeddings()
+    head.register_forward_hook(lambda module, args, output: projected.append(args[0].shape[0]))
+    losses, gradients = [], []
+    for run in (ours, trl):
+        run.model.train()
+        loss = run.compute_loss(run.model, dict(batch), num_items_in_batch=torch.tensor(labelled))
+        loss.backward()
+        losses.append(loss.item())
+        gradients.append(torch.cat([p.grad.flatten() for n, p in run.model.named_parameters() if p.requires_grad]))
+    assert projected == [labelled]  # one projection, of the labelled positions only
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-7)
