@@ -13,8 +13,10 @@ seed with each trainer, in alternating rounds (old, new, old, new) so that a dri
   not run (a CPU), with entropy and accuracy besides;
 * new: ``palr_utils.finetune.sft.completion_trainer_class()``, the same loss from the labelled positions only.
 
-Records seconds per step, examples per second, the speed-up, and each arm's losses (equal up to rounding: the
-same examples, batches and adapter initialisation). Results: benchmarks/results/sft_loss_<data>_cpu.json.
+Records seconds per step, examples per second, the fraction of the CPU's peak (as ``llm_throughput.py`` counts
+it: forward through every layer, backward through the adapted ones, against a dense matmul's measured rate in
+the model's dtype), the speed-up, and each arm's losses (equal up to rounding: the same examples, batches and
+adapter initialisation). Results: benchmarks/results/sft_loss_<data>_cpu.json.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from pathlib import Path
 
 import pandas as pd
 from common import data_name, load_run_data, machine  # benchmarks/common.py (scripts run from this folder)
+from llm_throughput import layer_parameters, matmul_peak
 
 from palr_utils.core.constants import ITEM, SPLIT, USER
 from palr_utils.core.io import write_json
 from palr_utils.core.sampling import finetune_users
 from palr_utils.finetune.instructions import build_instruction_examples
 from palr_utils.finetune.sft import _sft_config, completion_trainer_class, lora_config, to_sft_dataset
-from palr_utils.llm.loading import load_tokenizer, resolve_model_path, template_tokens
+from palr_utils.llm.loading import load_tokenizer, resolve_dtype, resolve_model_path, template_tokens
 
 # a keyword line of a typical profile's length (notebook 02's profiles hold about six)
 KEYWORDS = ["drama", "comedy", "romance", "thriller", "classic films", "strong characters"]
@@ -53,8 +56,10 @@ def palr_v2_dataset(config, processed, data, tokenizer, n_users: int):
     return to_sft_dataset(examples, tokenizer)
 
 
-def time_arm(trainer_class, config, tokenizer, dataset, steps: int, folder: Path) -> dict:
-    """``steps`` optimiser steps of the preset's fine-tuning with ``trainer_class``: seconds and losses."""
+def time_arm(trainer_class, config, tokenizer, dataset, steps: int, folder: Path, mean_tokens: float,
+             peak: float) -> dict:  # fmt: skip
+    """``steps`` optimiser steps of the preset's fine-tuning with ``trainer_class``: seconds, losses, and the
+    fraction of ``peak`` (FLOP/s) that ``mean_tokens`` per example reach."""
     preset = config.preset
     spec = dataclasses.replace(preset.finetune, max_steps=steps, save_steps=10**6, max_minutes=None)
     model_path = resolve_model_path(preset.llm.name)
@@ -69,8 +74,10 @@ def time_arm(trainer_class, config, tokenizer, dataset, steps: int, folder: Path
     seconds = time.perf_counter() - started
     losses = [round(row["loss"], 4) for row in trainer.state.log_history if "loss" in row]
     examples = steps * spec.batch_size * spec.gradient_accumulation_steps
+    per_token = 2 * layer_parameters(trainer.model) * (1 + (spec.lora_last_layers or n_layers) / n_layers)
     return {"seconds": round(seconds, 1), "seconds_per_step": round(seconds / steps, 2),
-            "examples_per_second": round(examples / seconds, 3), "losses": losses}  # fmt: skip
+            "examples_per_second": round(examples / seconds, 3),
+            "fraction_of_peak": round(examples * mean_tokens * per_token / seconds / peak, 4), "losses": losses}
 
 
 def main() -> None:
@@ -89,20 +96,23 @@ def main() -> None:
     tokenizer = load_tokenizer(config.preset.llm)
     dataset = palr_v2_dataset(config, processed, data, tokenizer, args.users)
     arms = {"old: SFTTrainer's fused LM head": SFTTrainer, "new: completion_loss": completion_trainer_class()}
+    lengths = [len(tokenizer(p + c).input_ids) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)]
+    mean_tokens = sum(lengths) / len(lengths)
+    peak = matmul_peak(resolve_dtype(config.preset.llm))
     rounds = []
     with tempfile.TemporaryDirectory() as scratch:
         for round_index in range(args.rounds):
             rounds.append({name: time_arm(cls, config, tokenizer, dataset, args.steps,
-                                          Path(scratch) / f"{round_index}-{i}")
+                                          Path(scratch) / f"{round_index}-{i}", mean_tokens, peak)
                            for i, (name, cls) in enumerate(arms.items())})  # fmt: skip
             print(rounds[-1])
     old, new = (sum(r[name]["seconds"] for r in rounds) for name in arms)
     spec = config.preset.finetune
-    lengths = [len(tokenizer(p + c).input_ids) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)]
     labelled = [len(tokenizer(c).input_ids) for c in dataset["completion"]]
     result = {
         "machine": machine(), "data": data_name(processed, args.artifact_dir), "profile": args.profile,
-        "examples": len(dataset), "mean_tokens_per_example": round(sum(lengths) / len(lengths), 1),
+        "examples": len(dataset), "mean_tokens_per_example": round(mean_tokens, 1),
+        "matmul_peak_gflops": round(peak / 1e9, 1),
         "mean_completion_tokens": round(sum(labelled) / len(labelled), 1),
         "finetune": {"batch_size": spec.batch_size, "max_length": spec.max_length,
                      "lora_last_layers": spec.lora_last_layers, "group_by_length": spec.group_by_length},
