@@ -7,11 +7,12 @@ Reads the data notebook 01 wrote in a run's folder and builds PALR_v2's examples
 a fixed keyword line for every user and the co-watched and same-genre items as negatives (no notebook 02 or 03
 needed: a step's cost depends on the examples' lengths, not on whose profile or which retriever). Then the
 preset's fine-tuning (LoRA, batch size, length-grouped batches) trains ``--steps`` optimiser steps from the same
-seed with each trainer, in alternating rounds (old, new, old, new) so that a drift of the machine hits both:
+seed with each trainer, through ``finetune`` as notebook 04 trains, in alternating rounds (old, new, old, new)
+so that a drift of the machine hits both:
 
 * old: TRL's ``SFTTrainer``, whose fused LM head projects every position onto the vocabulary where Triton does
   not run (a CPU), with entropy and accuracy besides;
-* new: ``palr_utils.finetune.sft.completion_trainer_class()``, the same loss from the labelled positions only.
+* new: ``finetune``'s own trainer (``completion_trainer_class()``), the same loss from the labelled positions only.
 
 Records seconds per step, examples per second, the fraction of the CPU's peak (as ``llm_throughput.py`` counts
 it: forward through every layer, backward through the adapted ones, against a dense matmul's measured rate in
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -35,8 +35,8 @@ from palr_utils.core.constants import ITEM, SPLIT, USER
 from palr_utils.core.io import write_json
 from palr_utils.core.sampling import finetune_users
 from palr_utils.finetune.instructions import build_instruction_examples
-from palr_utils.finetune.sft import _sft_config, completion_trainer_class, lora_config, to_sft_dataset
-from palr_utils.llm.loading import load_tokenizer, resolve_dtype, resolve_model_path, template_tokens
+from palr_utils.finetune.sft import finetune, to_sft_dataset
+from palr_utils.llm.loading import load_llm, load_tokenizer, resolve_dtype, template_tokens
 
 # a keyword line of a typical profile's length (notebook 02's profiles hold about six)
 KEYWORDS = ["drama", "comedy", "romance", "thriller", "classic films", "strong characters"]
@@ -56,28 +56,18 @@ def palr_v2_dataset(config, processed, data, tokenizer, n_users: int):
     return to_sft_dataset(examples, tokenizer)
 
 
-def time_arm(trainer_class, config, tokenizer, dataset, steps: int, folder: Path, mean_tokens: float,
+def time_arm(trainer_class, config, tokenizer, dataset, steps: int, folder: Path, flops_per_example: float,
              peak: float) -> dict:  # fmt: skip
-    """``steps`` optimiser steps of the preset's fine-tuning with ``trainer_class``: seconds, losses, and the
-    fraction of ``peak`` (FLOP/s) that ``mean_tokens`` per example reach."""
-    preset = config.preset
-    spec = dataclasses.replace(preset.finetune, max_steps=steps, save_steps=10**6, max_minutes=None)
-    model_path = resolve_model_path(preset.llm.name)
-    from transformers import AutoConfig, PrinterCallback
-
-    n_layers = AutoConfig.from_pretrained(model_path).num_hidden_layers
-    trainer = trainer_class(model=model_path, args=_sft_config(preset.llm, spec, folder, config.seed),
-                            train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(spec, n_layers))
-    trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - started
-    losses = [round(row["loss"], 4) for row in trainer.state.log_history if "loss" in row]
+    """``steps`` optimiser steps of the preset's fine-tuning through ``finetune`` (``trainer_class`` None: its own
+    trainer): seconds, losses, and the fraction of ``peak`` (FLOP/s) that ``flops_per_example`` reach."""
+    spec = dataclasses.replace(config.preset.finetune, max_steps=steps, save_steps=10**6, max_minutes=None)
+    result = finetune(config.preset.llm, tokenizer, dataset, folder, spec, config.seed, trainer_class=trainer_class)
+    seconds = result.train_seconds
     examples = steps * spec.batch_size * spec.gradient_accumulation_steps
-    per_token = 2 * layer_parameters(trainer.model) * (1 + (spec.lora_last_layers or n_layers) / n_layers)
     return {"seconds": round(seconds, 1), "seconds_per_step": round(seconds / steps, 2),
             "examples_per_second": round(examples / seconds, 3),
-            "fraction_of_peak": round(examples * mean_tokens * per_token / seconds / peak, 4), "losses": losses}
+            "fraction_of_peak": round(examples * flops_per_example / seconds / peak, 4),
+            "losses": [round(loss, 4) for loss in result.history["loss"]]}  # fmt: skip
 
 
 def main() -> None:
@@ -95,15 +85,20 @@ def main() -> None:
     config, processed, data = load_run_data(args.artifact_dir, args.profile)
     tokenizer = load_tokenizer(config.preset.llm)
     dataset = palr_v2_dataset(config, processed, data, tokenizer, args.users)
-    arms = {"old: SFTTrainer's fused LM head": SFTTrainer, "new: completion_loss": completion_trainer_class()}
+    arms = {"old: SFTTrainer's fused LM head": SFTTrainer, "new: completion_loss": None}  # None: finetune's own
     lengths = [len(tokenizer(p + c).input_ids) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)]
     mean_tokens = sum(lengths) / len(lengths)
+    # as llm_throughput.py counts a training token: forward through every layer, backward through the adapted ones
+    _, base = load_llm(config.preset.llm)
+    n_layers, adapted = base.config.num_hidden_layers, config.preset.finetune.lora_last_layers
+    flops_per_example = mean_tokens * 2 * layer_parameters(base) * (1 + (adapted or n_layers) / n_layers)
+    del base
     peak = matmul_peak(resolve_dtype(config.preset.llm))
     rounds = []
     with tempfile.TemporaryDirectory() as scratch:
         for round_index in range(args.rounds):
             rounds.append({name: time_arm(cls, config, tokenizer, dataset, args.steps,
-                                          Path(scratch) / f"{round_index}-{i}", mean_tokens, peak)
+                                          Path(scratch) / f"{round_index}-{i}", flops_per_example, peak)
                            for i, (name, cls) in enumerate(arms.items())})  # fmt: skip
             print(rounds[-1])
     old, new = (sum(r[name]["seconds"] for r in rounds) for name in arms)

@@ -367,7 +367,7 @@ def test_the_completion_loss_is_sfttrainers_with_the_vocabulary_projection_only_
         loss = run.compute_loss(run.model, dict(batch), num_items_in_batch=torch.tensor(labelled))
         loss.backward()
         losses.append(loss.item())
-        gradients.append(torch.cat([p.grad.flatten() for n, p in run.model.named_parameters() if p.requires_grad]))
+        gradients.append(torch.cat([p.grad.flatten() for p in run.model.parameters() if p.requires_grad]))
     assert projected == [labelled]  # one projection, of the labelled positions only
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-7)

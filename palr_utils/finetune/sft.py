@@ -78,8 +78,8 @@ def completion_loss(model, inputs: dict, num_items_in_batch=None):
 
     The same loss as SFTTrainer's, in a fraction of the time on a CPU: TRL's fused LM head scores only the labelled
     positions where Triton runs (a GPU), but every position elsewhere, with entropy and accuracy besides, in tiles of
-    torch operations. A PALR_v2 prompt of about 500 tokens has about 100 labelled ones, and SmolLM2's projection onto
-    49,152 tokens is then most of a training step (``benchmarks/sft_loss.py`` measures both).
+    torch operations. Most of a PALR_v2 example is prompt, and SmolLM2's projection onto 49,152 tokens of every one of
+    its positions is then most of a training step (``benchmarks/sft_loss.py`` measures both).
     """
     import torch
     import torch.nn.functional as F
