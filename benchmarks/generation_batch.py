@@ -9,30 +9,40 @@ notebook 05 runs it, length-sorted batches) for the same users at each batch siz
 (first and last) so that the machine's drift shows, and how many answers differ from the first arm's (padding
 more prompts together may change a float's last bits, and a greedy answer with it).
 
-The prompts are real (each user's last training items and titles), the candidates are 20 random unseen items
-of the catalogue and the model is the preset's base LLM without an adapter: the time depends on the prompts'
-and the answers' lengths, not on what was learned; compare the answer lengths printed with the recorded run's.
-Needs notebook 01's output in ``--artifact-dir``.
+Two settings of what is generated:
+
+* without ``--adapter``: the preset's base LLM, PALR_v2's prompt with 20 random unseen candidates. The base model
+  never stops early (every answer runs to ``max_new_tokens``), the best case for large batches;
+* with ``--adapter v1`` or ``--adapter v2``: the run's own adapter (notebook 04's output) and the run's own cases,
+  built as notebook 05 builds them (notebook 03's candidates, notebook 02's keywords). Answers then end where the
+  adapter ends them, at different lengths within a batch: the case notebook 05 is in.
+
+Needs notebook 01's output in ``--artifact-dir`` (with an adapter, notebooks 02-04's too).
 
     .venv/bin/python benchmarks/generation_batch.py --artifact-dir artifacts/benchmarks/twin_warm_ml1m
+    .venv/bin/python benchmarks/generation_batch.py --artifact-dir <run> --adapter v2 --batch-sizes 8 16 32
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from common import data_name, load_run_data, machine  # benchmarks/common.py (scripts run from this folder)
 
-from palr_utils.core.io import write_json
+from palr_utils.core.io import require_artifacts, write_json
 from palr_utils.core.sampling import evaluation_users
-from palr_utils.evaluation.cases import EvalCase
+from palr_utils.evaluation.cases import EvalCase, build_cases
 from palr_utils.evaluation.methods import run_method
 from palr_utils.evaluation.rerankers import Reranker
-from palr_utils.llm.loading import load_llm
+from palr_utils.finetune.runs import adapter_dir
+from palr_utils.llm.loading import load_finetuned, load_llm
+from palr_utils.profiles import read_profiles
 
 
 def random_cases(data, users, n_history: int, n_candidates: int, seed: int) -> list[EvalCase]:
@@ -48,22 +58,42 @@ def random_cases(data, users, n_history: int, n_candidates: int, seed: int) -> l
     return cases
 
 
+def run_cases(artifact_dir: str, data, users, preset, seed: int) -> list[EvalCase]:
+    """The users' test cases as notebook 05 builds them: notebook 03's candidates, notebook 02's keywords."""
+    (candidates_path,) = require_artifacts(artifact_dir, ["candidates.parquet"], "03_sasrec_retrieval")
+    (profiles_path,) = require_artifacts(artifact_dir, ["profiles.jsonl"], "02_user_profiles")
+    keywords = dict(zip(*read_profiles(profiles_path)[["user", "keywords"]].to_numpy().T, strict=True))
+    return build_cases(data, pd.read_parquet(candidates_path), users, keywords, preset.instructions.n_history, seed,
+                       preset.rerank_candidates)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact-dir", required=True, help="a run whose notebook 01 ran")
     parser.add_argument("--users", type=int, default=64)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument(
+        "--adapter",
+        choices=["v1", "v2"],
+        default=None,
+        help="generate with this adapter of the run on its own cases (default: the base model)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
     config, processed, data = load_run_data(args.artifact_dir)
     preset = config.preset
     users = evaluation_users(data.n_users, preset.n_eval_users, config.seed)[: args.users]
-    cases = random_cases(data, users, preset.instructions.n_history, preset.rerank_candidates, config.seed)
     titles = processed.items.sort_values("item")["title"].tolist()
-    tokenizer, model = load_llm(preset.llm)
+    if args.adapter is None:
+        cases = random_cases(data, users, preset.instructions.n_history, preset.rerank_candidates, config.seed)
+        tokenizer, model = load_llm(preset.llm)
+    else:
+        cases = run_cases(args.artifact_dir, data, users, preset, config.seed)
+        tokenizer, model = load_finetuned(preset.llm, adapter_dir(args.artifact_dir, args.adapter))
     reranker = Reranker(tokenizer, model, titles, processed.info["domain"], preset.instructions.max_title_chars)
-    method = lambda batch: reranker.generate_v2(batch, preset.rerank_max_new_tokens)  # noqa: E731
+    generate = reranker.generate_v1 if args.adapter == "v1" else reranker.generate_v2
+    method = lambda batch: generate(batch, preset.rerank_max_new_tokens)  # noqa: E731
     method(cases[:2])  # warm-up
     tmp = Path(tempfile.mkdtemp(prefix="generation_batch_"))
     arms, first_outputs = [], None
@@ -75,19 +105,40 @@ def main(argv: list[str] | None = None) -> None:
         outputs = frame.set_index("user")["raw_output"]
         first_outputs = outputs if first_outputs is None else first_outputs
         tokens = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in outputs]
-        arms.append({"batch_size": batch_size, "seconds": round(seconds, 2),
-                     "seconds_per_user": round(seconds / len(cases), 4),
-                     "mean_answer_tokens": round(float(np.mean(tokens)), 1),
-                     "answers_differing_from_first_arm": int((outputs != first_outputs.loc[outputs.index]).sum())})
+        arms.append(
+            {
+                "batch_size": batch_size,
+                "seconds": round(seconds, 2),
+                "seconds_per_user": round(seconds / len(cases), 4),
+                "mean_answer_tokens": round(float(np.mean(tokens)), 1),
+                "max_answer_tokens": int(np.max(tokens)),
+                "answers_differing_from_first_arm": int((outputs != first_outputs.loc[outputs.index]).sum()),
+            }
+        )
         print(arms[-1], flush=True)
     baseline = np.mean([arms[0]["seconds_per_user"], arms[-1]["seconds_per_user"]])
     for entry in arms:
         entry["speed_up_vs_first_batch_size"] = round(float(baseline / entry["seconds_per_user"]), 3)
-    result = {"machine": machine(), "model": preset.llm.name, "method": "PALR_v2 generation (base model)",
-              "users": len(cases), "max_new_tokens": preset.rerank_max_new_tokens,
-              "preset_batch_size": preset.rerank_batch_size, "arms": arms,
-              "drift_first_vs_last_arm": round(arms[-1]["seconds_per_user"] / arms[0]["seconds_per_user"], 3)}
-    out = args.out or f"benchmarks/results/generation_batch_{data_name(processed, args.artifact_dir)}_cpu.json"
+    # the run's OVERRIDES as its notebook 04 recorded them (a sample, a shorter training): what the adapter is
+    trained = Path(args.artifact_dir) / "metrics" / "04_finetune_palr.json"
+    run_overrides = json.loads(trained.read_text()).get("overrides", "") if trained.exists() else None
+    what = f"PALR_{args.adapter or 'v2'} generation " + (
+        f"(the run's {args.adapter} adapter, its own cases)" if args.adapter else "(base model)"
+    )
+    result = {
+        "machine": machine(),
+        "model": preset.llm.name,
+        "method": what,
+        "artifact_dir": args.artifact_dir,
+        "run_overrides": run_overrides,
+        "users": len(cases),
+        "max_new_tokens": preset.rerank_max_new_tokens,
+        "preset_batch_size": preset.rerank_batch_size,
+        "arms": arms,
+        "drift_first_vs_last_arm": round(arms[-1]["seconds_per_user"] / arms[0]["seconds_per_user"], 3),
+    }
+    suffix = f"_{args.adapter}_adapter" if args.adapter else ""
+    out = args.out or f"benchmarks/results/generation_batch_{data_name(processed, args.artifact_dir)}{suffix}_cpu.json"
     write_json(result, Path(out))
     print("written", out)
 

@@ -11,6 +11,8 @@ compare its seconds with the recorded pipeline's). On the same users, each stage
 * profile generation, PALR-rank scoring and PALR_v2 generation: batches in the users' order (old) and of
   prompts of similar length (new, ``sort_by``);
 * PALR_v2's fast scoring with calibration: two forward passes (old) and one, calibrated from its records (new);
+* PALR_v2's fast scoring of the users it generated for: a forward pass of its own (old) and read from
+  generation's first step (new, ``fast_records_from_generation``), with how many lists agree;
 * fine-tuning PALR_v2 (SFTTrainer) and PALR-rank: random batches (old) and length-grouped ones (new).
 
 Each stage records seconds, real (unpadded) tokens per second and the fraction of the CPU's peak those tokens
@@ -36,7 +38,7 @@ from palr_utils.core.io import require_artifacts, write_json
 from palr_utils.core.sampling import evaluation_users
 from palr_utils.evaluation.cases import build_cases
 from palr_utils.evaluation.methods import run_method
-from palr_utils.evaluation.rerankers import Reranker, calibrated_records
+from palr_utils.evaluation.rerankers import Reranker, calibrated_records, fast_records_from_generation
 from palr_utils.finetune.runs import RANK_RUN, adapter_dir
 from palr_utils.finetune.sft import finetune, to_sft_dataset
 from palr_utils.llm.loading import format_prompt, load_finetuned, load_llm
@@ -91,6 +93,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=13, help="optimiser steps per fine-tuning arm")
     parser.add_argument("--skip-finetuning", action="store_true", help="time the inference stages only")
     parser.add_argument("--skip-inference", action="store_true", help="time the fine-tuning stages only")
+    parser.add_argument("--stages", nargs="+", default=None, help="only these inference stages (default: all)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -131,7 +134,8 @@ def main() -> None:
         stages[name] = side_by_side(arms["old"], arms["new"])
         print(name, stages[name])
 
-    if not args.skip_inference:  # --skip-inference: the fine-tuning arms alone
+    want = lambda stage: not args.skip_inference and (args.stages is None or stage in args.stages)  # noqa: E731
+    if want("profiles"):  # --skip-inference: the fine-tuning arms alone
         # 1. profiles: the base model, as notebook 02
         histories = [data.train[u] for u in users]
         prompts = build_profile_prompts(histories, processed.items, users, None, domain, preset.profile_history_items,
@@ -144,6 +148,7 @@ def main() -> None:
                                                              length_sorted=sort),
                         lambda frame: sum(count(t) for t in frame[RAW]))  # fmt: skip
 
+    if want("palr_rank_scoring"):
         # 2. PALR-rank scoring, as notebook 05
         tok_rank, model_rank = load_finetuned(preset.llm, adapter_dir(run, RANK_RUN))
         ranker = Reranker(tok_rank, model_rank, titles, domain, preset.instructions.max_title_chars)
@@ -153,11 +158,14 @@ def main() -> None:
         timed_inference("palr_rank_scoring", lengths, [ranker.text_length(c) for c in cases], bs, lambda sort, path:
                         run_method(ranker.score_rank, cases, path, bs, sort_by=ranker.text_length if sort else None))
 
+    if any(map(want, ["palr_v2_fast_and_calibrated", "palr_v2_generation", "palr_v2_fast_from_generation"])):
         # 3. PALR_v2: fast scoring with calibration, then generation
         tok_v2, model_v2 = load_finetuned(preset.llm, adapter_dir(run, "v2"))
         v2 = Reranker(tok_v2, model_v2, titles, domain, preset.instructions.max_title_chars)
-        prior = v2.letter_prior_v2(cases[:16], bs)  # any prompts will do for timing
         lengths = [count(v2.v2_prompt(c)) for c in cases]
+        generation_cases = cases[: args.generation_users]
+    if want("palr_v2_fast_and_calibrated"):
+        prior = v2.letter_prior_v2(cases[:16], bs)  # any prompts will do for timing
         calibrated = lambda b: v2.score_v2_fast(b, prior)  # noqa: E731
         old_seconds = _seconds(lambda: (run_method(v2.score_v2_fast, cases, tmp / "fast_old.jsonl", bs),
                                         run_method(calibrated, cases, tmp / "cal_old.jsonl", bs)))
@@ -169,12 +177,30 @@ def main() -> None:
                 len(cases)),
             arm(new_seconds, sum(lengths), padded_tokens(lengths, order, bs), forward, peak, len(cases)))
         print("palr_v2_fast_and_calibrated", stages["palr_v2_fast_and_calibrated"])
-        generation_cases = cases[: args.generation_users]
+    if want("palr_v2_generation"):
         timed_inference("palr_v2_generation", lengths[: len(generation_cases)],
                         [v2.text_length(c) for c in generation_cases], bs, lambda sort, path: run_method(
                             lambda b: v2.generate_v2(b, preset.rerank_max_new_tokens), generation_cases, path, bs,
                             sort_by=v2.text_length if sort else None),
                         lambda frame: sum(count(t) for t in frame["raw_output"]))  # fmt: skip
+
+    if want("palr_v2_fast_from_generation"):
+        generated = run_method(lambda b: v2.generate_v2(b, preset.rerank_max_new_tokens), generation_cases,
+                               tmp / "generation_for_fast.jsonl", bs, sort_by=v2.text_length)  # fmt: skip
+        n, tokens = len(generation_cases), sum(lengths[: len(generation_cases)])
+        started = time.perf_counter()
+        own_pass = run_method(v2.score_v2_fast, generation_cases, tmp / "fast_own_pass.jsonl", bs,
+                              sort_by=v2.text_length)  # fmt: skip
+        old_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        read = fast_records_from_generation(generation_cases, generated)
+        new_seconds = max(time.perf_counter() - started, 1e-6)
+        order = sorted_order([v2.text_length(c) for c in generation_cases])
+        stages["palr_v2_fast_from_generation"] = side_by_side(
+            arm(old_seconds, tokens, padded_tokens(lengths[:n], order, bs), forward, peak, n),
+            arm(new_seconds, 0, 0, forward, peak, n)) | {
+            "same_lists": int(sum(a == b for a, b in zip(own_pass["final"], read["final"], strict=True))), "users": n}
+        print("palr_v2_fast_from_generation", stages["palr_v2_fast_from_generation"])
 
     # 4. fine-tuning: random against length-grouped batches, a few optimiser steps each
     if args.skip_finetuning:

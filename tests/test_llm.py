@@ -81,6 +81,32 @@ def test_generation_can_be_made_to_start_with_given_tokens(smollm2):
         generate(tokenizer, model, prompts, max_new_tokens=4, second_token_ids=[period])
 
 
+def test_generation_first_step_gives_fast_scorings_numbers(smollm2):
+    """PALR_v2's fast scoring of the users it generated for is read from generation's first step (notebook 05):
+    the logits kept there are those of a forward pass over the same prompts, before the letter constraint."""
+    import pandas as pd
+
+    from palr_utils.evaluation.cases import EvalCase
+    from palr_utils.evaluation.rerankers import Reranker, fast_records_from_generation
+
+    tokenizer, model = smollm2
+    titles = ["Toy Story (1995)", "Heat (1995)", "Casino (1995)", "Alien (1979)", "Aliens (1986)", "Jaws (1975)"]
+    cases = [EvalCase(user=7, target=5, history=[0, 1], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0, 1},
+                      keywords=["thriller"]),
+             EvalCase(user=9, target=2, history=[3], retrieved=[2, 5, 0, 1], listed=[0, 2, 1, 5], seen={3},
+                      keywords=[])]  # fmt: skip
+    reranker = Reranker(tokenizer, model, titles)
+    answers = reranker.generate_v2(cases, 6)
+    generated = pd.DataFrame([{"user": c.user, **r} for c, r in zip(cases, answers, strict=True)])
+    read = fast_records_from_generation(cases, generated).set_index("user")
+    for case, scored in zip(cases, reranker.score_v2_fast(cases), strict=True):
+        assert read.loc[case.user, "final"] == scored["final"]
+        assert read.loc[case.user, "log_probs"] == pytest.approx(scored["log_probs"], abs=1e-4)
+    assert read["seconds"].isna().all()  # generation paid for the pass
+    # records written before they kept the logits: those users are left to a pass of their own
+    assert fast_records_from_generation(cases, generated.drop(columns="letter_logits")).empty
+
+
 def test_answer_start_masks_only_the_first_two_steps():
     import torch
 

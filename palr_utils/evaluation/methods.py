@@ -122,7 +122,10 @@ def summarize(method: str, records: pd.DataFrame) -> dict[str, float]:
     """HR@10, NDCG@10 and, for generated answers, parse, hallucination, seen-item and letter/title disagreement
     rates; seconds per user."""
     out = {f"{method}_test_{k}": v for k, v in ranking_metrics(records["rank"].to_numpy(), ks=(K,)).items()}
-    out[f"{method}_seconds_per_user"] = float(records["seconds"].mean())
+    # records read from another method's pass (fast scoring from generation's first step) cost nothing more and
+    # have no seconds of their own; none with seconds: the method cost nothing beyond the passes it read
+    seconds = records["seconds"].dropna()
+    out[f"{method}_seconds_per_user"] = float(seconds.mean()) if len(seconds) else 0.0
     if "n_lines" in records:
         lines = records["n_lines"].sum()
         out[f"{method}_parse_rate"] = float((records["n_matched"] > 0).mean())

@@ -159,12 +159,16 @@ class Reranker:
         letter_ids = label_token_ids(self.tokenizer, prompts[0], n_letters)
         first_ids = [letter_ids[: len(c.listed)] for c in cases]
         period = [label_period_id(self.tokenizer, prompts[0], n_letters)]
-        outputs = generate(self.tokenizer, self.model, prompts, max_new_tokens, first_ids, second_token_ids=period)
+        outputs, first_logits = generate(self.tokenizer, self.model, prompts, max_new_tokens, first_ids,
+                                         second_token_ids=period, return_first_logits=True)  # fmt: skip
         records = []
-        for case, text in zip(cases, outputs, strict=True):
+        for row, (case, text) in enumerate(zip(cases, outputs, strict=True)):
             labels = dict(zip(CANDIDATE_LABELS, case.listed, strict=False))
             parsed = match_answer(text, case.listed, self.titles, labels, seen=case.seen)
-            records.append(_record(case, text, parsed.items, parsed))
+            # the first step read the letters' logits before the constraint: fast scoring's very numbers
+            letters = first_logits[row, first_ids[row]].numpy()
+            records.append(_record(case, text, parsed.items, parsed)
+                           | {"letter_logits": [round(float(v), 6) for v in letters]})  # fmt: skip
         return records
 
     def letter_scores_v2(self, cases: list[EvalCase]) -> list[np.ndarray]:
@@ -193,6 +197,19 @@ def letter_record(case: EvalCase, scores: np.ndarray) -> dict:
     # PALR-rank's (a per-user shift of calibrated scores changes no order)
     return {"final": order[:K], "rank": rank_in_list(case.target, order[:K]),
             "log_probs": [round(float(v), 6) for v in log_softmax(scores)]}  # fmt: skip
+
+
+def fast_records_from_generation(cases: list[EvalCase], generation: pd.DataFrame) -> pd.DataFrame:
+    """Fast scoring of the ``cases`` PALR_v2 generated for, read from its generation records: the first step of
+    generation is a forward pass over the same prompt, and its letters' logits were kept (``letter_logits``).
+    Cases without such a record (not generated for, or records written before they kept the logits) are left
+    out: score them with :meth:`Reranker.score_v2_fast`. Their ``seconds`` are left empty (NaN): generation paid
+    for the pass, and a method's seconds per user (``summarize``) is the mean over the users it scored itself."""
+    logits = generation.set_index(USER)["letter_logits"] if "letter_logits" in generation else pd.Series()
+    rows = [{USER: case.user, **letter_record(case, np.asarray(logits.loc[case.user], dtype=float)),
+             SECONDS: float("nan")}
+            for case in cases if case.user in logits.index and isinstance(logits.loc[case.user], list)]  # fmt: skip
+    return pd.DataFrame(rows, columns=[USER, "final", "rank", "log_probs", SECONDS])
 
 
 def calibrated_records(cases: list[EvalCase], fast_records: pd.DataFrame, prior: np.ndarray) -> pd.DataFrame:

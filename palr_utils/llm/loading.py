@@ -276,11 +276,15 @@ def generate(
     max_new_tokens: int = 64,
     first_token_ids: list[list[int]] | None = None,
     second_token_ids: list[int] | None = None,
-) -> list[str]:
+    return_first_logits: bool = False,
+):
     """Greedy generation for a batch of already formatted prompts; returns only the new text.
 
     ``first_token_ids``: per prompt, the token ids the answer may start with (None: any token);
     ``second_token_ids``: the ids its second token may be, for every prompt (only with ``first_token_ids``).
+    ``return_first_logits``: also return the first step's logits as the model gave them, before any constraint
+    (prompts x vocabulary, float32): the next-token scores one forward pass over the prompts would give, so a
+    method that reads them (fast scoring) needs no pass of its own over prompts that were generated from.
     """
     from transformers import LogitsProcessorList
 
@@ -293,8 +297,10 @@ def generate(
         if len(first_token_ids) != len(prompts) or not all(first_token_ids):
             raise ValueError("first_token_ids needs a non-empty list of allowed token ids for every prompt")
         processors.append(AnswerStart(first_token_ids, prompt_length, second_token_ids))
-    output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=processors)
-    return tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+    output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=processors,
+                            return_dict_in_generate=True, output_logits=return_first_logits)  # fmt: skip
+    texts = tokenizer.batch_decode(output.sequences[:, prompt_length:], skip_special_tokens=True)
+    return (texts, output.logits[0].float().cpu()) if return_first_logits else texts
 
 
 def load_finetuned(spec: LLMConfig | str, adapter_dir: str | Path, cache_dir: str | Path | None = None):
