@@ -196,10 +196,12 @@ def main() -> None:
         read = fast_records_from_generation(generation_cases, generated)
         new_seconds = max(time.perf_counter() - started, 1e-6)
         order = sorted_order([v2.text_length(c) for c in generation_cases])
-        stages["palr_v2_fast_from_generation"] = side_by_side(
-            arm(old_seconds, tokens, padded_tokens(lengths[:n], order, bs), forward, peak, n),
-            arm(new_seconds, 0, 0, forward, peak, n)) | {
-            "same_lists": int(sum(a == b for a, b in zip(own_pass["final"], read["final"], strict=True))), "users": n}
+        # reading takes milliseconds (shown as 0.0 s): the speed-up is the raw seconds' ratio
+        stages["palr_v2_fast_from_generation"] = {
+            "old": arm(old_seconds, tokens, padded_tokens(lengths[:n], order, bs), forward, peak, n),
+            "new": {"seconds": round(new_seconds, 4), "seconds_per_unit": round(new_seconds / n, 6), "units": n},
+            "speed-up": round(old_seconds / new_seconds, 1), "users": n,
+            "same_lists": int(sum(a == b for a, b in zip(own_pass["final"], read["final"], strict=True)))}
         print("palr_v2_fast_from_generation", stages["palr_v2_fast_from_generation"])
 
     # 4. fine-tuning: random against length-grouped batches, a few optimiser steps each
