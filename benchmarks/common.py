@@ -10,11 +10,15 @@ import dataclasses
 import platform
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from palr_utils.core.constants import METRICS_DIR, NOTEBOOKS
+from palr_utils.core.io import require_artifacts
 from palr_utils.data import load_processed
+from palr_utils.evaluation.cases import EvalCase, build_cases
 from palr_utils.presets import resolve_config
+from palr_utils.profiles import read_profiles
 from palr_utils.retrieval import SequenceData
 
 
@@ -34,6 +38,15 @@ def load_run_data(artifact_dir: str, profile: str = "cpu"):
     config = dataclasses.replace(config, preset=config.preset.for_data(processed.info))
     data = SequenceData.from_interactions(processed.interactions, processed.n_users, processed.n_items)
     return config, processed, data
+
+
+def evaluation_cases(artifact_dir: str, data, users, preset, seed: int) -> list[EvalCase]:
+    """The users' test cases as notebook 05 builds them: notebook 03's candidates, notebook 02's keywords."""
+    (profiles_path,) = require_artifacts(artifact_dir, ["profiles.jsonl"], "02_user_profiles")
+    (candidates_path,) = require_artifacts(artifact_dir, ["candidates.parquet"], "03_sasrec_retrieval")
+    keywords = dict(zip(*read_profiles(profiles_path)[["user", "keywords"]].to_numpy().T, strict=True))
+    return build_cases(data, pd.read_parquet(candidates_path), users, keywords, preset.instructions.n_history, seed,
+                       preset.rerank_candidates)  # fmt: skip
 
 
 def data_name(processed, artifact_dir: str) -> str:

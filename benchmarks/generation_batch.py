@@ -26,23 +26,25 @@ Needs notebook 01's output in ``--artifact-dir`` (with an adapter, notebooks 02-
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from common import data_name, load_run_data, machine  # benchmarks/common.py (scripts run from this folder)
+from common import (  # benchmarks/common.py (scripts run from this folder)
+    data_name,
+    evaluation_cases,
+    load_run_data,
+    machine,
+)
 
-from palr_utils.core.io import require_artifacts, write_json
+from palr_utils.core.io import read_metrics, write_json
 from palr_utils.core.sampling import evaluation_users
-from palr_utils.evaluation.cases import EvalCase, build_cases
+from palr_utils.evaluation.cases import EvalCase
 from palr_utils.evaluation.methods import run_method
 from palr_utils.evaluation.rerankers import Reranker
 from palr_utils.finetune.runs import adapter_dir
 from palr_utils.llm.loading import load_finetuned, load_llm
-from palr_utils.profiles import read_profiles
 
 
 def random_cases(data, users, n_history: int, n_candidates: int, seed: int) -> list[EvalCase]:
@@ -56,15 +58,6 @@ def random_cases(data, users, n_history: int, n_candidates: int, seed: int) -> l
         listed = [int(i) for i in rng.choice(pool, n_candidates, replace=False)]
         cases.append(EvalCase(int(user), listed[0], history, listed, listed, seen, []))
     return cases
-
-
-def run_cases(artifact_dir: str, data, users, preset, seed: int) -> list[EvalCase]:
-    """The users' test cases as notebook 05 builds them: notebook 03's candidates, notebook 02's keywords."""
-    (candidates_path,) = require_artifacts(artifact_dir, ["candidates.parquet"], "03_sasrec_retrieval")
-    (profiles_path,) = require_artifacts(artifact_dir, ["profiles.jsonl"], "02_user_profiles")
-    keywords = dict(zip(*read_profiles(profiles_path)[["user", "keywords"]].to_numpy().T, strict=True))
-    return build_cases(data, pd.read_parquet(candidates_path), users, keywords, preset.instructions.n_history, seed,
-                       preset.rerank_candidates)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         cases = random_cases(data, users, preset.instructions.n_history, preset.rerank_candidates, config.seed)
         tokenizer, model = load_llm(preset.llm)
     else:
-        cases = run_cases(args.artifact_dir, data, users, preset, config.seed)
+        cases = evaluation_cases(args.artifact_dir, data, users, preset, config.seed)
         tokenizer, model = load_finetuned(preset.llm, adapter_dir(args.artifact_dir, args.adapter))
     reranker = Reranker(tokenizer, model, titles, processed.info["domain"], preset.instructions.max_title_chars)
     generate = reranker.generate_v1 if args.adapter == "v1" else reranker.generate_v2
@@ -120,8 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     for entry in arms:
         entry["speed_up_vs_first_batch_size"] = round(float(baseline / entry["seconds_per_user"]), 3)
     # the run's OVERRIDES as its notebook 04 recorded them (a sample, a shorter training): what the adapter is
-    trained = Path(args.artifact_dir) / "metrics" / "04_finetune_palr.json"
-    run_overrides = json.loads(trained.read_text()).get("overrides", "") if trained.exists() else None
+    run_overrides = read_metrics(args.artifact_dir, "04_finetune_palr").get("overrides", "") if args.adapter else None
     what = f"PALR_{args.adapter or 'v2'} generation " + (
         f"(the run's {args.adapter} adapter, its own cases)" if args.adapter else "(base model)"
     )

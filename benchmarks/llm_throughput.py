@@ -31,12 +31,16 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from common import data_name, load_run_data, machine  # benchmarks/common.py (scripts run from this folder)
+from common import (  # benchmarks/common.py (scripts run from this folder)
+    data_name,
+    evaluation_cases,
+    load_run_data,
+    machine,
+)
 from finetune_settings_ml1m import padded_tokens
 
 from palr_utils.core.io import require_artifacts, write_json
 from palr_utils.core.sampling import evaluation_users
-from palr_utils.evaluation.cases import build_cases
 from palr_utils.evaluation.methods import run_method
 from palr_utils.evaluation.rerankers import Reranker, calibrated_records, fast_records_from_generation
 from palr_utils.finetune.runs import RANK_RUN, adapter_dir
@@ -45,7 +49,7 @@ from palr_utils.llm.loading import format_prompt, load_finetuned, load_llm
 from palr_utils.llm.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM, rank_candidate
 from palr_utils.palr_rank.scoring import verdict_token_ids
 from palr_utils.palr_rank.trainer import listwise_trainer_class, rank_trainer_kwargs, to_rank_dataset
-from palr_utils.profiles import RAW, build_profile_prompts, generate_profiles, llm_profile_writer, read_profiles
+from palr_utils.profiles import RAW, build_profile_prompts, generate_profiles, llm_profile_writer
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -101,14 +105,10 @@ def main() -> None:
     preset, run = config.preset, Path(args.artifact_dir)
     if preset.rank_item_tokens:
         raise SystemExit("this benchmark times PALR-rank without item tokens; run it on a preset without them")
-    (profiles_path,) = require_artifacts(run, ["profiles.jsonl"], producer="02_user_profiles")
-    (candidates_path,) = require_artifacts(run, ["candidates.parquet"], producer="03_sasrec_retrieval")
     titles = processed.items.sort_values("item")["title"].tolist()
     domain = processed.info["domain"]
-    keywords = dict(zip(*read_profiles(profiles_path)[["user", "keywords"]].to_numpy().T, strict=True))
     users = evaluation_users(data.n_users, preset.n_eval_users, config.seed)[: args.users]
-    cases = build_cases(data, pd.read_parquet(candidates_path), users, keywords, preset.instructions.n_history,
-                        config.seed, preset.rerank_candidates)  # fmt: skip
+    cases = evaluation_cases(run, data, users, preset, config.seed)
     tokenizer, base = load_llm(preset.llm)
     dtype = base.get_input_embeddings().weight.dtype
     peak = matmul_peak(dtype)
