@@ -13,6 +13,7 @@ from palr_utils.evaluation.rerankers import (
     Reranker,
     calibrated_records,
     calibrated_scores,
+    fast_records_via_generation,
     label_period_id,
     label_token_ids,
     letter_prior,
@@ -214,6 +215,29 @@ def test_calibrated_records_read_from_the_fast_records_rank_as_a_second_calibrat
     assert derived["rank"].tolist() == [r["rank"] for r in second_pass]
     np.testing.assert_allclose(np.stack(derived["log_probs"]), [r["log_probs"] for r in second_pass], atol=1e-5)
     assert derived["seconds"].tolist() == [0.25, 0.25]  # the pass that scored them; calibration costs nothing
+
+
+def test_fast_records_read_from_generation_and_a_pass_only_for_the_others():
+    cases = [EvalCase(user=u, target=3, history=[0], retrieved=[3, 4, 5], listed=[4, 5, 3], seen={0}, keywords=[])
+             for u in (9, 4, 6, 1)]  # fmt: skip
+    # user 4: generated for, letters' logits kept; user 1: an older generation record without them (NaN)
+    generation = pd.DataFrame({"user": [1, 4], "letter_logits": [float("nan"), [0.0, 2.0, 1.0]]})
+    asked = []
+
+    def score_others(others):
+        asked.append([c.user for c in others])
+        return pd.DataFrame([{"user": c.user, "final": [3, 4, 5], "rank": 1, "log_probs": [0.0] * 3, "seconds": 0.5}
+                             for c in reversed(others)])  # fmt: skip
+
+    records = fast_records_via_generation(cases, generation, score_others)
+    assert asked == [[9, 6, 1]]  # every user not read, once, in the cases' order
+    assert records["user"].tolist() == [9, 4, 6, 1]  # the cases' order, whatever order each part came in
+    read = records.set_index("user").loc[4]
+    assert read["final"] == [5, 3, 4] and read["rank"] == 1  # B, C, A by the kept logits; the target second
+    assert np.isnan(read["seconds"])  # generation paid for that pass
+    assert records.set_index("user").loc[[9, 6, 1], "seconds"].tolist() == [0.5] * 3
+    every_read = pd.DataFrame({"user": [c.user for c in cases], "letter_logits": [[0.0, 2.0, 1.0]] * 4})
+    assert fast_records_via_generation(cases, every_read, pytest.fail)["user"].tolist() == [9, 4, 6, 1]
 
 
 def test_length_sorted_batches_group_similar_cases_and_return_records_in_the_users_order(tmp_path):

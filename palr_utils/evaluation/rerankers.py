@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -210,6 +210,19 @@ def fast_records_from_generation(cases: list[EvalCase], generation: pd.DataFrame
              SECONDS: float("nan")}
             for case in cases if case.user in logits.index and isinstance(logits.loc[case.user], list)]  # fmt: skip
     return pd.DataFrame(rows, columns=[USER, "final", "rank", "log_probs", SECONDS])
+
+
+def fast_records_via_generation(cases: list[EvalCase], generation: pd.DataFrame,
+                                score_others: Callable[[list[EvalCase]], pd.DataFrame]) -> pd.DataFrame:
+    """Fast scoring of every case, in the ``cases``' order: read from the generation records where they kept the
+    letters' logits (:func:`fast_records_from_generation`), and from ``score_others`` (a forward pass of their own,
+    e.g. a cached :meth:`Reranker.score_v2_fast`) for the others only, which it receives in the cases' order.
+    Read users have NaN seconds; ``score_others`` is not called when every case was read."""
+    reused = fast_records_from_generation(cases, generation)
+    read = set(reused[USER])
+    others = [case for case in cases if case.user not in read]
+    parts = [reused, score_others(others)] if others else [reused]
+    return pd.concat(parts, ignore_index=True).set_index(USER).loc[[case.user for case in cases]].reset_index()
 
 
 def calibrated_records(cases: list[EvalCase], fast_records: pd.DataFrame, prior: np.ndarray) -> pd.DataFrame:
