@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from common import machine  # benchmarks/common.py (scripts run from this folder)
@@ -42,13 +43,13 @@ def time_arm(model, batch_size: int, prompt_tokens: int, steps: int, repeats: in
         started = time.perf_counter()
         out = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
         prefill.append(time.perf_counter() - started)
-        cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        cache, token = out.cache, out.logits[:, -1].argmax(-1, keepdim=True)
         for _ in range(steps):
             mask = torch.cat([mask, torch.ones_like(token)], dim=1)
             started = time.perf_counter()
-            out = model(input_ids=token, attention_mask=mask, past_key_values=cache, use_cache=True)
+            out = model(input_ids=token, attention_mask=mask, cache=cache, use_cache=True)
             decode.append(time.perf_counter() - started)
-            cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+            cache, token = out.cache, out.logits[:, -1].argmax(-1, keepdim=True)
     prefill_s, decode_s = statistics.median(prefill), statistics.median(decode)
     return {"batch_size": batch_size, "prefill_seconds": round(prefill_s, 4),
             "prefill_seconds_per_prompt": round(prefill_s / batch_size, 4),
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-tokens", type=int, default=450, help="about PALR_v2's prompt on MovieLens-1M")
     parser.add_argument("--steps", type=int, default=12, help="decoding steps timed after each prefill")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="results/decode_step_cpu.json")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "decode_step_cpu.json"))
     args = parser.parse_args(argv)
 
     dtypes = ["float32", "bfloat16"] if cpu_supports_bf16() else ["float32"]
