@@ -221,8 +221,10 @@ def fast_records_via_generation(cases: list[EvalCase], generation: pd.DataFrame,
     reused = fast_records_from_generation(cases, generation)
     read = set(reused[USER])
     others = [case for case in cases if case.user not in read]
-    parts = [reused, score_others(others)] if others else [reused]
-    return pd.concat(parts, ignore_index=True).set_index(USER).loc[[case.user for case in cases]].reset_index()
+    # an empty part is left out of the concatenation, which would otherwise turn every column into objects
+    parts = [part for part in (reused, score_others(others) if others else reused.iloc[:0]) if len(part)]
+    combined = pd.concat(parts, ignore_index=True) if parts else reused
+    return combined.set_index(USER).loc[[case.user for case in cases]].reset_index()
 
 
 def calibrated_records(cases: list[EvalCase], fast_records: pd.DataFrame, prior: np.ndarray) -> pd.DataFrame:
