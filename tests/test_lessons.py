@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import papermill
 import pytest
@@ -87,6 +88,28 @@ def test_published_lessons_keep_outputs_hide_machine_paths_and_list_what_ran(tmp
     assert "[01_preprocessing](01_preprocessing.ipynb) | executed | n_users 22,363" in index
     assert "| 05_evaluation | not run yet |" in index and "PROFILE=cpu, DATASET=custom, SEED=42" in index
     assert [p.name for p in written] == ["01_preprocessing.ipynb", "README.md"]
+
+
+def test_published_lessons_links_reach_the_files_the_notebooks_link(tmp_path):
+    from palr_utils.core.paths import project_root
+    from palr_utils.course.lessons import publish_lessons
+
+    notebook = _executed("print(1)", "1\n")
+    text = ("See [the glossary](../docs/teaching.md#words-the-lessons-use), [solutions](../exercises/README.md),\n"
+            "[the paper](https://arxiv.org/abs/2305.07622) and [below](#summary).")
+    notebook["cells"].insert(0, {"cell_type": "markdown", "source": [text], "metadata": {}})
+    artifact_dir = _run_folder(tmp_path, {"01_preprocessing": notebook})
+    out_dir = tmp_path / "lessons" / "ml-1m"  # a folder deeper than notebooks/, as lessons/<data> is
+    publish_lessons(artifact_dir, out_dir)
+    cell = json.loads((out_dir / "01_preprocessing.ipynb").read_text())["cells"][0]
+    assert isinstance(cell["source"], list) and len(cell["source"]) == 2  # lines, as Jupyter writes them
+    published = "".join(cell["source"])
+    links = re.findall(r"\]\(([^)#]+)(#[^)]*)?\)", published)
+    local = [(target, anchor) for target, anchor in links if not target.startswith("https:")]
+    assert [(out_dir / t).resolve() for t, _ in local] == [project_root() / "docs" / "teaching.md",
+                                                           project_root() / "exercises" / "README.md"]
+    assert local[0][1] == "#words-the-lessons-use"
+    assert "(https://arxiv.org/abs/2305.07622)" in published and "[below](#summary)" in published
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,15 @@ Usage::
 ``notebooks/`` stays free of outputs (clean diffs); the copies under ``lessons/<data>/`` keep every output
 and figure, so GitHub renders a lesson with its numbers. A notebook is published only when the run executed
 it to the end without an error. Machine paths in outputs (the repository's folder, the data folder) are
-replaced by readable placeholders, and an index (``README.md``) lists the lessons with their headline
-numbers and the run they came from.
+replaced by readable placeholders, the text's relative links are pointed at the same files from the lessons'
+folder, and an index (``README.md``) lists the lessons with their headline numbers and the run they came from.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 
@@ -78,6 +79,35 @@ def scrub_paths(notebook: dict, replacements: dict[str, str]) -> int:
     return changed
 
 
+# a Markdown link's target: what follows "](" up to an optional "#anchor" and the closing parenthesis
+_LINK = re.compile(r"\]\((?P<target>[^)#\s]+)(?P<anchor>#[^)\s]*)?\)")
+
+
+def relink(notebook: dict, out_dir: str | Path) -> int:
+    """Point the relative links of the markdown cells, written from ``notebooks/``, at the same files from
+    ``out_dir``; returns how many changed. A lesson published to ``lessons/<data>/`` sits a folder deeper, so
+    ``../docs/teaching.md`` would otherwise name a file that does not exist."""
+    notebooks_dir, out_dir = project_root() / "notebooks", Path(out_dir).resolve()
+
+    def moved(match: re.Match) -> str:
+        target = match["target"]
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("/"):  # a URL or an absolute path
+            return match[0]
+        new = Path(os.path.relpath((notebooks_dir / target).resolve(), out_dir)).as_posix()
+        return f"]({new}{match['anchor'] or ''})"
+
+    changed = 0
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        text = "".join(cell.get("source", ""))
+        new_text = _LINK.sub(moved, text)
+        if new_text != text:  # kept as lines, as Jupyter writes it
+            cell["source"] = new_text.splitlines(keepends=True) if isinstance(cell["source"], list) else new_text
+            changed += 1
+    return changed
+
+
 def _run_parameters(notebook: dict) -> dict:
     """The parameters papermill injected (PROFILE, DATASET, ...), from the executed notebook's metadata."""
     return notebook.get("metadata", {}).get("papermill", {}).get("parameters", {})
@@ -114,6 +144,7 @@ def publish_lessons(artifact_dir: str | Path, out_dir: str | Path, notebooks: li
             data_dir: "<DATA_DIR>" if data_dir else "",
             str(project_root()): "<REPOSITORY>",
         })  # fmt: skip
+        relink(notebook, out_dir)
         target = out_dir / source.name
         with atomic_path(target) as temporary:
             Path(temporary).write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
