@@ -58,6 +58,25 @@ def batched(model, prompts: torch.Tensor, batch_size: int, new_tokens: int, **op
 
 
 @torch.no_grad()
+def decoding_step_profile(model, prompts: torch.Tensor, steps: int = 10, top: int = 6) -> dict[str, float]:
+    """Where today's decoding steps spend their time: each of the ``top`` operators' share of the CPU time of
+    ``steps`` cached steps after a prefill of ``prompts`` (torch.profiler, self time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    out = model(input_ids=prompts, attention_mask=torch.ones_like(prompts), use_cache=True, logits_to_keep=1)
+    cache, token, mask = out.cache, out.logits[:, -1].argmax(-1, keepdim=True), torch.ones_like(prompts)
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(steps):
+            mask = torch.cat([mask, torch.ones_like(token)], dim=1)
+            out = model(input_ids=token, attention_mask=mask, cache=cache, use_cache=True)
+            cache, token = out.cache, out.logits[:, -1].argmax(-1, keepdim=True)
+    events = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    ranked = sorted(events, key=lambda event: -event.self_cpu_time_total)[:top]
+    return {event.key: round(event.self_cpu_time_total / total, 3) for event in ranked}
+
+
+@torch.no_grad()
 def bf16_prefill(model, prompts: torch.Tensor, batch_size: int, new_tokens: int) -> list[list[int]]:
     """Greedy answers of a float32 ``model`` whose prompts are read under bf16 autocast: the prompt but its last
     token fills the cache in bf16, the cache is cast to float32, and ``generate`` goes on from it in float32 (it
@@ -112,7 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     vocab = model.get_input_embeddings().weight.shape[0]
     prompts = torch.randint(100, vocab - 100, (args.prompts, args.prompt_tokens),
                             generator=torch.Generator().manual_seed(0))  # fmt: skip
-    batched(model, prompts[:2], 2, 2)  # warm-up: first-call costs
+    batched(model, prompts[:2], 2, 2)  # warm-up: first-call costs, for every model and path timed below
+    if "float32" in args.arms and float32_model is not model:
+        batched(float32_model, prompts[:2], 2, 2)
+    if "bf16_prefill" in args.arms:
+        bf16_prefill(float32_model, prompts[:2], 2, 2)
     arms, reference = [], None
     eager = model.forward
     for name in [*args.arms, args.arms[0]]:
@@ -143,9 +166,13 @@ def main(argv: list[str] | None = None) -> None:
     base = (arms[0]["seconds"] + arms[-1]["seconds"]) / 2
     for entry in arms:
         entry["speed-up"] = round(base / entry["seconds"], 2)  # against the mean of the two `dynamic` arms
+    # where today's decoding step spends its time, on one batch of the same prompts
+    profile_shares = decoding_step_profile(model, prompts[: args.batch_size])
+    print("today's decoding step, share of CPU time:", profile_shares)
     result = {"machine": machine(), "model": args.model, "dtype": today_dtype, "prompts": args.prompts,
               "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "batch_size": args.batch_size,
-              "arms": arms, "drift_first_vs_last_arm": round(arms[-1]["seconds"] / arms[0]["seconds"], 3)}  # fmt: skip
+              "arms": arms, "decoding_step_cpu_time_shares": profile_shares,
+              "drift_first_vs_last_arm": round(arms[-1]["seconds"] / arms[0]["seconds"], 3)}  # fmt: skip
     write_json(result, args.out)
     print("written", args.out)
 

@@ -1,4 +1,4 @@
-"""Benchmark: seconds per user of notebook 05's generating methods at several batch sizes, on the same prompts.
+"""Benchmark: seconds per user of the generating stages at several batch sizes, on the same prompts.
 
 Generation is the largest cost of notebook 05 on the ``cpu`` preset (PALR_v1 and PALR_v2 write ten answer lines
 for each of 1,000 users, about 1.3 and 1.5 s per user in the recorded runs). On a CPU a decoding step of a 135M
@@ -9,7 +9,7 @@ notebook 05 runs it, length-sorted batches) for the same users at each batch siz
 (first and last) so that the machine's drift shows, and how many answers differ from the first arm's (padding
 more prompts together may change a float's last bits, and a greedy answer with it).
 
-Two settings of what is generated:
+What is generated:
 
 * without ``--adapter``: the preset's base LLM, PALR_v2's prompt with 20 random unseen candidates. The base model
   never stops early (every answer runs to ``max_new_tokens``), the best case for large batches;
@@ -47,9 +47,8 @@ from palr_utils.evaluation.cases import EvalCase
 from palr_utils.evaluation.methods import run_method
 from palr_utils.evaluation.rerankers import Reranker
 from palr_utils.finetune.runs import adapter_dir
-from palr_utils.llm.loading import load_finetuned, load_llm, load_tokenizer, prompt_fitting
-from palr_utils.llm.prompts import PROFILE_ANSWER_PREFIX, PROFILE_SYSTEM
-from palr_utils.profiles import RAW, build_profile_prompts, generate_profiles, llm_profile_writer, user_descriptions
+from palr_utils.llm.loading import load_finetuned, load_llm
+from palr_utils.profiles import RAW, generate_profiles, llm_profile_writer, preset_profile_prompts
 
 
 def random_cases(data, users, n_history: int, n_candidates: int, seed: int) -> list[EvalCase]:
@@ -69,12 +68,7 @@ def profile_arm(processed, data, users, preset):
     """Notebook 02's profile generation of ``users`` (evaluated users' prompts, base LLM): ``(tokenizer, arm)``
     where ``arm(path, batch_size)`` writes the profiles to ``path`` and returns them (a frame with ``raw_output``)."""
     tokenizer, model = load_llm(preset.llm)
-    fitting = prompt_fitting(load_tokenizer(preset.llm), preset.llm, preset.profile_max_new_tokens, PROFILE_SYSTEM,
-                             PROFILE_ANSWER_PREFIX)  # fmt: skip
-    prompts = build_profile_prompts([data.train[u] for u in users], processed.items, users,
-                                    user_descriptions(processed.users), processed.info["domain"],
-                                    preset.profile_history_items, max_title_chars=preset.instructions.max_title_chars,
-                                    **fitting)  # fmt: skip
+    prompts = preset_profile_prompts([data.train[u] for u in users], users, processed, preset)
     writer = llm_profile_writer(tokenizer, model, preset.profile_max_new_tokens)
     writer(prompts[:2])  # warm-up
     return tokenizer, lambda path, batch_size: generate_profiles(users, prompts, writer, path, batch_size)
@@ -85,13 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--artifact-dir", required=True, help="a run whose notebook 01 ran")
     parser.add_argument("--users", type=int, default=64)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
-    parser.add_argument(
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument(
         "--adapter",
         choices=["v1", "v2"],
         default=None,
         help="generate with this adapter of the run on its own cases (default: the base model)",
     )
-    parser.add_argument("--profiles", action="store_true", help="notebook 02's profile generation instead")
+    what.add_argument("--profiles", action="store_true", help="notebook 02's profile generation instead")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 

@@ -141,6 +141,19 @@ def build_profile_prompts(
     return prompts
 
 
+def preset_profile_prompts(histories: Sequence[Sequence[int]], users: Sequence[int], processed, preset) -> list[str]:
+    """Notebook 02's profile prompts of ``users`` under a run's preset: the data set's user descriptions and domain,
+    ``profile_history_items`` recent items, titles cut as in notebooks 04 and 05, and the oldest items dropped where a
+    prompt with the chat template, the answer prefix and ``profile_max_new_tokens`` would outgrow the context."""
+    from palr_utils.llm.loading import load_tokenizer, prompt_fitting
+
+    fitting = prompt_fitting(load_tokenizer(preset.llm), preset.llm, preset.profile_max_new_tokens, PROFILE_SYSTEM,
+                             PROFILE_ANSWER_PREFIX)  # fmt: skip
+    return build_profile_prompts(histories, processed.items, users, user_descriptions(processed.users),
+                                 processed.info["domain"], preset.profile_history_items,
+                                 max_title_chars=preset.instructions.max_title_chars, **fitting)  # fmt: skip
+
+
 def llm_profile_writer(tokenizer, model, max_new_tokens: int = 32) -> Callable[[list[str]], list[str]]:
     """A ``generate_batch`` for :func:`generate_profiles`: chat-formats each prompt and generates greedily.
 

@@ -90,26 +90,48 @@ def test_published_lessons_keep_outputs_hide_machine_paths_and_list_what_ran(tmp
     assert [p.name for p in written] == ["01_preprocessing.ipynb", "README.md"]
 
 
-def test_published_lessons_links_reach_the_files_the_notebooks_link(tmp_path):
-    from palr_utils.core.paths import project_root
-    from palr_utils.course.lessons import publish_lessons
+def test_published_lessons_links_reach_the_files_the_notebooks_link(tmp_path, monkeypatch):
+    import palr_utils.course.lessons as lessons
 
+    repo = tmp_path / "repo"  # a repository of its own: notebooks/, the files they link, lessons/<data>/
+    for path in ("notebooks", "docs/teaching.md", "exercises/README.md"):
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).mkdir() if path == "notebooks" else (repo / path).write_text("x")
+    monkeypatch.setattr(lessons, "project_root", lambda: repo)
     notebook = _executed("print(1)", "1\n")
     text = ("See [the glossary](../docs/teaching.md#words-the-lessons-use), [solutions](../exercises/README.md),\n"
             "[the paper](https://arxiv.org/abs/2305.07622) and [below](#summary).")
-    notebook["cells"].insert(0, {"cell_type": "markdown", "source": [text], "metadata": {}})
+    notebook["cells"].insert(0, {"cell_type": "markdown", "source": text.splitlines(keepends=True), "metadata": {}})
     artifact_dir = _run_folder(tmp_path, {"01_preprocessing": notebook})
-    out_dir = tmp_path / "lessons" / "ml-1m"  # a folder deeper than notebooks/, as lessons/<data> is
-    publish_lessons(artifact_dir, out_dir)
+    out_dir = repo / "lessons" / "ml-1m"  # a folder deeper than notebooks/
+    lessons.publish_lessons(artifact_dir, out_dir)
     cell = json.loads((out_dir / "01_preprocessing.ipynb").read_text())["cells"][0]
     assert isinstance(cell["source"], list) and len(cell["source"]) == 2  # lines, as Jupyter writes them
     published = "".join(cell["source"])
-    links = re.findall(r"\]\(([^)#]+)(#[^)]*)?\)", published)
-    local = [(target, anchor) for target, anchor in links if not target.startswith("https:")]
-    assert [(out_dir / t).resolve() for t, _ in local] == [project_root() / "docs" / "teaching.md",
-                                                           project_root() / "exercises" / "README.md"]
-    assert local[0][1] == "#words-the-lessons-use"
-    assert "(https://arxiv.org/abs/2305.07622)" in published and "[below](#summary)" in published
+    assert published == text.replace("](../", "](../../")  # anchors, URLs and in-page links as they were
+    # outside the repository no relative link reaches its files: the text is left as written
+    lessons.publish_lessons(artifact_dir, tmp_path / "elsewhere")
+    elsewhere = json.loads((tmp_path / "elsewhere" / "01_preprocessing.ipynb").read_text())["cells"][0]
+    assert "".join(elsewhere["source"]) == text
+
+
+def test_relative_links_of_the_committed_docs_and_lessons_resolve():
+    from palr_utils.core.paths import project_root
+
+    root, broken = project_root(), []
+    pages = [*root.glob("*.md"), root / "data" / "README.md"]  # data/ also holds downloads: its README only
+    for folder in ("docs", "exercises", "lessons"):
+        pages += (root / folder).rglob("*.md")
+    texts = [(p, p.read_text(encoding="utf-8")) for p in pages]
+    for folder in ("notebooks", "lessons"):
+        for path in (root / folder).rglob("*.ipynb"):
+            cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+            texts.append((path, "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")))
+    for path, text in texts:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)", text):
+            if not re.match(r"^[a-z][a-z0-9+.-]*:", target) and not (path.parent / target).exists():
+                broken.append(f"{path.relative_to(root)}: {target}")
+    assert not broken, broken
 
 
 @pytest.mark.parametrize(

@@ -86,8 +86,13 @@ _LINK = re.compile(r"\]\((?P<target>[^)#\s]+)(?P<anchor>#[^)\s]*)?\)")
 def relink(notebook: dict, out_dir: str | Path) -> int:
     """Point the relative links of the markdown cells, written from ``notebooks/``, at the same files from
     ``out_dir``; returns how many changed. A lesson published to ``lessons/<data>/`` sits a folder deeper, so
-    ``../docs/teaching.md`` would otherwise name a file that does not exist."""
-    notebooks_dir, out_dir = project_root() / "notebooks", Path(out_dir).resolve()
+    ``../docs/teaching.md`` would otherwise name a file that does not exist. Outside the repository no relative
+    link can reach its files (and one through this machine's folders would mean nothing elsewhere): nothing
+    changes there. Apply it once, to a copy of a notebook of ``notebooks/``."""
+    root, out_dir = project_root().resolve(), Path(out_dir).resolve()
+    if not out_dir.is_relative_to(root):
+        return 0
+    notebooks_dir = root / "notebooks"
 
     def moved(match: re.Match) -> str:
         target = match["target"]

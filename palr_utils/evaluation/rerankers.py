@@ -215,15 +215,18 @@ def fast_records_from_generation(cases: list[EvalCase], generation: pd.DataFrame
 def fast_records_via_generation(cases: list[EvalCase], generation: pd.DataFrame,
                                 score_others: Callable[[list[EvalCase]], pd.DataFrame]) -> pd.DataFrame:
     """Fast scoring of every case, in the ``cases``' order: read from the generation records where they kept the
-    letters' logits (:func:`fast_records_from_generation`), and from ``score_others`` (a forward pass of their own,
-    e.g. a cached :meth:`Reranker.score_v2_fast`) for the others only, which it receives in the cases' order.
-    Read users have NaN seconds; ``score_others`` is not called when every case was read."""
+    letters' logits (:func:`fast_records_from_generation`), and from ``score_others`` for the others only, which
+    it receives in the cases' order and answers with their records (a frame with ``user``; notebook 05:
+    ``run_method(reranker.score_v2_fast, others, ...)``, cached). Read users have NaN seconds; ``score_others`` is
+    not called when every case was read."""
     reused = fast_records_from_generation(cases, generation)
     read = set(reused[USER])
     others = [case for case in cases if case.user not in read]
-    # an empty part is left out of the concatenation, which would otherwise turn every column into objects
-    parts = [part for part in (reused, score_others(others) if others else reused.iloc[:0]) if len(part)]
-    combined = pd.concat(parts, ignore_index=True) if parts else reused
+    parts = [reused]
+    if others:
+        parts.append(score_others(others))
+    # an empty part is left out: concatenated, it would turn every column into objects
+    combined = pd.concat([part for part in parts if len(part)] or [reused], ignore_index=True)
     return combined.set_index(USER).loc[[case.user for case in cases]].reset_index()
 
 
