@@ -240,6 +240,8 @@ def test_fast_records_read_from_generation_and_a_pass_only_for_the_others():
     assert fast_records_via_generation(cases, every_read, pytest.fail)["user"].tolist() == [9, 4, 6, 1]
     none_read = fast_records_via_generation(cases, generation.drop(columns="letter_logits"), score_others)
     assert none_read["user"].tolist() == [9, 4, 6, 1] and none_read["rank"].dtype.kind == "i"  # not objects
+    with pytest.raises(ValueError, match="no record for 1 of the 3 users"):
+        fast_records_via_generation(cases, generation, lambda others: score_others(others).iloc[1:])
 
 
 def test_length_sorted_batches_group_similar_cases_and_return_records_in_the_users_order(tmp_path):

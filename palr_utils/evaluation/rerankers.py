@@ -224,7 +224,12 @@ def fast_records_via_generation(cases: list[EvalCase], generation: pd.DataFrame,
     others = [case for case in cases if case.user not in read]
     parts = [reused]
     if others:
-        parts.append(score_others(others))
+        scored = score_others(others)
+        missing = sorted({case.user for case in others} - set(scored[USER]))
+        if missing:
+            raise ValueError(f"score_others returned no record for {len(missing)} of the {len(others)} users it was "
+                             f"given (first: {missing[:5]}); it must score every case it receives")
+        parts.append(scored)
     # an empty part is left out: concatenated, it would turn every column into objects
     combined = pd.concat([part for part in parts if len(part)] or [reused], ignore_index=True)
     return combined.set_index(USER).loc[[case.user for case in cases]].reset_index()
